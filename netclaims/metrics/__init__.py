@@ -1,0 +1,91 @@
+"""Metrics as pure functions of tensors (and, for ablation-type metrics, of a model and its
+inputs). Each docstring gives the formula, the paper and the estimator; REFERENCE.md has the
+definitions these follow."""
+
+from netclaims.metrics.ablation import (
+    Curve,
+    ablation_curve,
+    curve_auc,
+    incoming_l1_norm,
+    noise_curve,
+    random_sharpness,
+    single_unit_importance,
+    unit_statistics,
+)
+from netclaims.metrics.cka import (
+    MinibatchCKA,
+    center_gram,
+    cka_matrix,
+    hsic1,
+    linear_cka,
+    minibatch_cka,
+    rbf_cka,
+)
+from netclaims.metrics.clustering import (
+    c1_subclass_selectivity,
+    c2_subclass_silhouette,
+    c3_class_std_ratio,
+    c4_class_distance_std_ratio,
+    standardize_for_c4,
+)
+from netclaims.metrics.frivolous import (
+    prunable_fraction,
+    redundant_fraction,
+    widen_last_hidden,
+    width_gain,
+)
+from netclaims.metrics.probes import (
+    dbviz_plane,
+    decision_region_similarity,
+    plane_predictions,
+    sample_triplets,
+    train_linear_probe,
+)
+from netclaims.metrics.ranking import granulated_kendall, kendall_tau, pgdl_score
+from netclaims.metrics.selectivity import (
+    class_balance,
+    class_selectivity,
+    mean_class_selectivity,
+    mutual_information,
+    selectivity_from_class_means,
+)
+
+__all__ = [
+    "Curve",
+    "MinibatchCKA",
+    "ablation_curve",
+    "c1_subclass_selectivity",
+    "c2_subclass_silhouette",
+    "c3_class_std_ratio",
+    "c4_class_distance_std_ratio",
+    "center_gram",
+    "cka_matrix",
+    "class_balance",
+    "class_selectivity",
+    "curve_auc",
+    "dbviz_plane",
+    "decision_region_similarity",
+    "granulated_kendall",
+    "hsic1",
+    "incoming_l1_norm",
+    "kendall_tau",
+    "linear_cka",
+    "mean_class_selectivity",
+    "minibatch_cka",
+    "mutual_information",
+    "noise_curve",
+    "pgdl_score",
+    "plane_predictions",
+    "prunable_fraction",
+    "random_sharpness",
+    "rbf_cka",
+    "redundant_fraction",
+    "sample_triplets",
+    "selectivity_from_class_means",
+    "single_unit_importance",
+    "standardize_for_c4",
+    "train_linear_probe",
+    "unit_statistics",
+    "widen_last_hidden",
+    "width_gain",
+]

@@ -1,0 +1,297 @@
+"""Cumulative ablation and noise curves, single-unit importance, incoming-weight L1 norms and
+the random-perturbation sharpness baseline.
+
+Ablation clamps whole units (a feature map for conv layers) after the nonlinearity, to 0 or to
+a stored value (the unit's mean over the training set), through :mod:`netclaims.units`, which
+evaluates many masks without repeating the computation below the ablated layers.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from netclaims._checks import as_labels, as_tensor, check_choice, check_positive
+from netclaims.units import (
+    Intervention,
+    Moments,
+    PerLayer,
+    eval_mode,
+    intervened_outputs,
+    model_device,
+    stream,
+    unit_counts,
+)
+
+MEASURES = ("accuracy", "unchanged")
+
+
+@dataclass(frozen=True)
+class Curve:
+    """A performance curve under increasing damage.
+
+    ``x``: fractions of units ablated (``x_axis="fraction"``) or noise scales
+    (``x_axis="log10 scale"``); ``values``: ``(repeats, points)`` raw accuracy or fraction of
+    unchanged predictions; ``baseline``: the same measure for the intact model; ``aucs``: one
+    AUC per repeat of the normalized curve (``values / baseline``).
+    """
+
+    x: np.ndarray
+    values: np.ndarray
+    baseline: float
+    measure: str
+    x_axis: str
+    aucs: np.ndarray
+
+    @property
+    def normalized(self) -> np.ndarray:
+        return self.values / self.baseline
+
+    @property
+    def auc(self) -> float:
+        """Mean AUC over repeats (orderings or noise draws)."""
+        return float(self.aucs.mean())
+
+    @property
+    def normalization(self) -> str:
+        return f"{self.measure} / intact {self.measure} ({self.baseline:.4g})"
+
+
+def curve_auc(x: Sequence[float], y: Sequence[float], *, log_x: bool = False) -> float:
+    """Trapezoid area under ``y(x)``.
+
+    For ablation curves ``x`` must run from 0 to 1 (fraction of units ablated), so the AUC is
+    the mean normalized performance. With ``log_x`` (noise curves) the area is taken over
+    ``log10 x`` and divided by the log range, again a mean level.
+    """
+    xs = as_tensor(x, "x", ndim=1, dtype=torch.float64).numpy()
+    ys = as_tensor(y, "y", ndim=1, dtype=torch.float64).numpy()
+    if xs.shape != ys.shape or xs.size < 2:
+        raise ValueError(f"x and y need the same length >= 2, got {xs.size} and {ys.size}")
+    if np.any(np.diff(xs) <= 0):
+        raise ValueError("x must be strictly increasing")
+    if log_x:
+        if xs[0] <= 0:
+            raise ValueError("noise scales must be > 0 for a log axis")
+        lx = np.log10(xs)
+        return float(np.trapezoid(ys, lx) / (lx[-1] - lx[0]))
+    if xs[0] != 0 or xs[-1] != 1:
+        raise ValueError(f"ablation fractions must run from 0 to 1, got {xs[0]}..{xs[-1]}")
+    return float(np.trapezoid(ys, xs))
+
+
+def unit_statistics(model: nn.Module, data: object, layers: Sequence[str], *,
+                    batch_size: int = 256) -> dict[str, Moments]:
+    """Per-unit mean and standard deviation of each layer over ``data`` (every spatial
+    position counts as a sample), streamed in one pass."""
+    sink = stream(model, data, layers, PerLayer(Moments), reduce="none", batch_size=batch_size)
+    return dict(sink.accumulators)
+
+
+def _predictions(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+    device = model_device(model)
+    with torch.no_grad(), eval_mode(model):
+        return torch.cat([model(inputs[i:i + batch_size].to(device)).cpu()
+                          for i in range(0, inputs.shape[0], batch_size)])
+
+
+def _score(outputs: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor,
+           measure: str) -> torch.Tensor:
+    """Accuracy (against ``labels``) or agreement with the intact predictions, per mask."""
+    target = labels if measure == "accuracy" else reference
+    return (outputs.argmax(-1) == target[None]).double().mean(-1)
+
+
+def _inputs_labels(inputs: torch.Tensor, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
+    if not isinstance(inputs, torch.Tensor):
+        raise TypeError(f"inputs must be a tensor, got {type(inputs).__name__}")
+    y = as_labels(labels, n=inputs.shape[0])
+    if inputs.shape[0] == 0:
+        raise ValueError("inputs is empty")
+    return inputs, y
+
+
+def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
+                   layers: Sequence[str], *,
+                   fractions: Sequence[float] = tuple(np.linspace(0, 1, 11)),
+                   orderings: int | Mapping[str, torch.Tensor] = 5,
+                   fill: Mapping[str, torch.Tensor] | None = None,
+                   measure: str = "accuracy", seed: int = 0, batch_size: int = 256,
+                   mask_chunk: int = 16, strategy: str = "auto") -> Curve:
+    """Cumulative ablation curve (Morcos et al. 2018, section 2.2).
+
+    For each fraction ``f``, every layer in ``layers`` has its first ``round(f · units)``
+    units (in the order given) clamped to 0, or to ``fill[layer]`` (e.g. the unit's mean over
+    the training set, see :func:`unit_statistics`). ``orderings`` is a number of random
+    orderings (seeded by ``seed``) or, per layer, a ``(repeats, units)`` tensor of explicit
+    orderings (e.g. most selective first). ``measure`` is ``"accuracy"`` against ``labels``
+    or ``"unchanged"``: the fraction of predictions equal to the intact model's
+    (frivolous-units paper). AUC: trapezoid over fractions 0..1 of the normalized curve.
+    """
+    check_choice(measure, "measure", MEASURES)
+    inputs, y = _inputs_labels(inputs, labels)
+    fr = as_tensor(list(fractions), "fractions", ndim=1, dtype=torch.float64).numpy()
+    if fr.min() < 0 or fr.max() > 1:
+        raise ValueError("fractions must lie in [0, 1]")
+    counts = unit_counts(model, layers, inputs)
+    orders = _orderings(orderings, counts, seed)
+    repeats = {v.shape[0] for v in orders.values()}
+    if len(repeats) != 1:
+        raise ValueError(f"every layer needs the same number of orderings, got {repeats}")
+    r = repeats.pop()
+    interventions = {}
+    for layer, units in counts.items():
+        keep = torch.ones(r * len(fr), units)
+        for i in range(r):
+            for j, f in enumerate(fr):
+                keep[i * len(fr) + j, orders[layer][i, :round(f * units)]] = 0.0
+        interventions[layer] = Intervention(units, keep=keep,
+                                            fill=None if fill is None else fill[layer])
+    reference = _predictions(model, inputs, batch_size).argmax(-1)
+    outputs = intervened_outputs(model, inputs, interventions, batch_size=batch_size,
+                                 mask_chunk=mask_chunk, strategy=strategy)
+    values = _score(outputs, y, reference, measure).numpy().reshape(r, len(fr))
+    baseline = float((reference == y).double().mean()) if measure == "accuracy" else 1.0
+    return _curve(fr, values, baseline, measure, "fraction")
+
+
+def _curve(x: np.ndarray, values: np.ndarray, baseline: float, measure: str,
+           x_axis: str) -> Curve:
+    if baseline <= 0:
+        raise ValueError(f"the intact model's {measure} is 0; a normalized curve is undefined")
+    log_x = x_axis != "fraction"
+    aucs = np.array([curve_auc(x, row / baseline, log_x=log_x) for row in values])
+    return Curve(x=x, values=values, baseline=baseline, measure=measure, x_axis=x_axis,
+                 aucs=aucs)
+
+
+def _orderings(orderings: int | Mapping[str, torch.Tensor], counts: Mapping[str, int],
+               seed: int) -> dict[str, torch.Tensor]:
+    if isinstance(orderings, int):
+        if orderings < 1:
+            raise ValueError(f"orderings must be >= 1, got {orderings}")
+        gen = torch.Generator().manual_seed(seed)
+        return {layer: torch.stack([torch.randperm(units, generator=gen)
+                                    for _ in range(orderings)])
+                for layer, units in counts.items()}
+    missing = set(counts) - set(orderings)
+    if missing:
+        raise ValueError(f"no ordering given for layers {sorted(missing)}")
+    out = {}
+    for layer, units in counts.items():
+        o = torch.as_tensor(orderings[layer]).to(torch.int64)
+        o = o[None] if o.ndim == 1 else o
+        if o.ndim != 2 or o.shape[1] != units or bool(
+                (o.sort(dim=1).values != torch.arange(units)).any()):
+            raise ValueError(f"orderings[{layer!r}] must be permutations of {units} units")
+        out[layer] = o
+    return out
+
+
+def noise_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
+                layers: Sequence[str], stds: Mapping[str, torch.Tensor], *,
+                scales: Sequence[float] = tuple(np.logspace(-1, 1, 9)), repeats: int = 3,
+                measure: str = "accuracy", seed: int = 0, batch_size: int = 256,
+                mask_chunk: int = 16, strategy: str = "auto") -> Curve:
+    """Noise curve (Morcos et al. 2018): add ``N(0, (s · std_u)²)`` to every unit ``u`` of
+    ``layers`` at once, ``std_u`` the unit's empirical std over the training set (``stds``,
+    see :func:`unit_statistics`), for log-spaced scales ``s``; ``repeats`` noise draws
+    (seeded). AUC: trapezoid over ``log10 s`` divided by the log range.
+    """
+    check_choice(measure, "measure", MEASURES)
+    inputs, y = _inputs_labels(inputs, labels)
+    sc = as_tensor(list(scales), "scales", ndim=1, dtype=torch.float64).numpy()
+    if repeats < 1:
+        raise ValueError(f"repeats must be >= 1, got {repeats}")
+    counts = unit_counts(model, layers, inputs)
+    interventions = {}
+    for layer, units in counts.items():
+        std = torch.as_tensor(stds[layer], dtype=torch.float32).reshape(-1)
+        if std.shape[0] != units:
+            raise ValueError(f"stds[{layer!r}] has {std.shape[0]} values, layer has {units}")
+        scale = torch.tensor(np.tile(sc, repeats), dtype=torch.float32)[:, None]
+        interventions[layer] = Intervention(units, noise_std=scale * std[None])
+    reference = _predictions(model, inputs, batch_size).argmax(-1)
+    gen = torch.Generator().manual_seed(seed)
+    outputs = intervened_outputs(model, inputs, interventions, batch_size=batch_size,
+                                 mask_chunk=mask_chunk, generator=gen, strategy=strategy)
+    values = _score(outputs, y, reference, measure).numpy().reshape(repeats, len(sc))
+    baseline = float((reference == y).double().mean()) if measure == "accuracy" else 1.0
+    return _curve(sc, values, baseline, measure, "log10 scale")
+
+
+def single_unit_importance(model: nn.Module, inputs: torch.Tensor, labels: object,
+                           layer: str, *, fill: torch.Tensor | None = None,
+                           batch_size: int = 256, mask_chunk: int = 32,
+                           strategy: str = "auto") -> torch.Tensor:
+    """Importance of each unit of ``layer``: the increase of the mean cross-entropy loss on
+    ``(inputs, labels)`` when that unit alone is clamped to 0 (or ``fill``). Morcos et al.
+    2018, section 3.4. Returns a ``(units,)`` float64 tensor."""
+    inputs, y = _inputs_labels(inputs, labels)
+    units = unit_counts(model, [layer], inputs)[layer]
+    keep = 1.0 - torch.eye(units)
+    outputs = intervened_outputs(model, inputs, {layer: Intervention(units, keep=keep,
+                                                                     fill=fill)},
+                                 batch_size=batch_size, mask_chunk=mask_chunk,
+                                 strategy=strategy)
+    intact = F.cross_entropy(_predictions(model, inputs, batch_size).double(), y)
+    losses = torch.stack([F.cross_entropy(o.double(), y) for o in outputs])
+    return losses - intact
+
+
+def incoming_l1_norm(module: nn.Module) -> torch.Tensor:
+    """L1 norm of each output unit's incoming weights (a conv filter or a row of a linear
+    layer's weight): ``Σ |W[u, ...]|``. Morcos et al. 2018 (SD-15)."""
+    weight = getattr(module, "weight", None)
+    if not isinstance(weight, torch.Tensor) or weight.ndim < 2:
+        raise ValueError(f"{type(module).__name__} has no weight matrix or filter bank")
+    return weight.detach().abs().flatten(1).sum(1).double()
+
+
+def random_sharpness(model: nn.Module, inputs: torch.Tensor, labels: object, *,
+                     deviation: float = 0.1, draws: int = 5, epsilon: float = 1e-3,
+                     max_sigma: float = 2.0, iterations: int = 20, kernels_only: bool = False,
+                     seed: int = 0, batch_size: int = 512) -> float:
+    """Magnitude-aware random-perturbation sharpness (Jiang et al. 2020, "1/σ′").
+
+    Returns ``σ′``: the largest ``σ`` (by bisection on ``[0, max_sigma]``) such that
+    perturbing every weight ``w`` (only multi-dimensional kernels if ``kernels_only``) by
+    ``N(0, (σ·|w| + ε)²)`` raises the mean training cross-entropy on ``(inputs, labels)`` by at
+    most ``deviation``, averaged over ``draws`` seeded draws. Larger ``σ′`` means a flatter
+    minimum; the generalization measure is ``1/σ′²``. The model itself is not modified.
+    """
+    check_positive(deviation, "deviation")
+    check_positive(max_sigma, "max_sigma")
+    inputs, y = _inputs_labels(inputs, labels)
+    work = copy.deepcopy(model)
+    params = [p for p in work.parameters() if not kernels_only or p.ndim > 1]
+    if not params:
+        raise ValueError("the model has no parameters to perturb")
+    originals = [p.detach().clone() for p in params]
+
+    def loss() -> float:
+        return float(F.cross_entropy(_predictions(work, inputs, batch_size).double(), y))
+
+    base = loss()
+    gen = torch.Generator().manual_seed(seed)
+    lo, hi = 0.0, max_sigma
+    with torch.no_grad():
+        for _ in range(iterations):
+            sigma = (lo + hi) / 2
+            increase = 0.0
+            for _ in range(draws):
+                for p, w in zip(params, originals, strict=True):
+                    eps = torch.randn(w.shape, generator=gen).to(w.device, w.dtype)
+                    p.copy_(w + eps * (sigma * w.abs() + epsilon))
+                increase += loss() - base
+            if increase / draws > deviation:
+                hi = sigma
+            else:
+                lo = sigma
+    return (lo + hi) / 2
