@@ -777,6 +777,7 @@ def _run_sequential(model: nn.Module, x: torch.Tensor, ivs: Mapping[str, Interve
     return torch.stack(outs)
 
 
+@torch.no_grad()
 def _batching_is_exact(model: nn.Module, x: torch.Tensor,
                        ivs: Mapping[str, Intervention]) -> bool:
     """Compare the replicated-batch path with the mask-by-mask path on the first and last

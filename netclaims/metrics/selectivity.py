@@ -127,7 +127,8 @@ def mutual_information(activations: ArrayLike, labels: ArrayLike, *,
     joint = np.bincount((offsets * bins * classes + x * classes + y[:, None]).ravel(),
                         minlength=units * bins * classes).reshape(units, bins * classes)
     h_xy = _entropy_mm(joint, n)
-    return torch.from_numpy(h_x + h_y - h_xy)
+    constant = np.all(a == a[:1], axis=0)
+    return torch.from_numpy(np.where(constant, 0.0, h_x + h_y - h_xy))
 
 
 def class_balance(predictions: ArrayLike, *, top: int = 5) -> float:

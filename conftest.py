@@ -1,0 +1,1 @@
+"""Root conftest: nothing the plugin should own lives here."""

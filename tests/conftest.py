@@ -1,0 +1,89 @@
+"""Small models shared by the unit tests."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+
+class ConvNet(nn.Module):
+    """1-D conv net in the single-directions style: conv/ReLU blocks, then dense layers."""
+
+    def __init__(self, channels: int = 8, length: int = 20, classes: int = 4) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv1d(1, channels, 3, padding=1), nn.ReLU(),
+            nn.Conv1d(channels, channels, 3, padding=1), nn.ReLU(),
+        )
+        self.flat = nn.Flatten()
+        self.fc = nn.Linear(channels * length, 16)
+        self.fc_relu = nn.ReLU()
+        self.out = nn.Linear(16, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.fc_relu(self.fc(self.flat(self.features(x)))))
+
+
+class Residual(nn.Module):
+    """A skip connection that bypasses the ReLU inside the block."""
+
+    def __init__(self, width: int = 12, classes: int = 3) -> None:
+        super().__init__()
+        self.inp = nn.Linear(6, width)
+        self.inner = nn.Linear(width, width)
+        self.relu = nn.ReLU()
+        self.out = nn.Linear(width, classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.inp(x)
+        return self.out(h + self.relu(self.inner(h)))
+
+
+class SharedReLU(nn.Module):
+    """One ReLU module called twice per forward."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Linear(5, 7)
+        self.b = nn.Linear(7, 7)
+        self.act = nn.ReLU()
+        self.out = nn.Linear(7, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.act(self.b(self.act(self.a(x)))))
+
+
+def mlp(seed: int = 0, widths: tuple[int, ...] = (16, 12), d_in: int = 6,
+        classes: int = 3) -> nn.Sequential:
+    torch.manual_seed(seed)
+    layers: list[nn.Module] = []
+    prev = d_in
+    for w in widths:
+        layers += [nn.Linear(prev, w), nn.ReLU()]
+        prev = w
+    layers.append(nn.Linear(prev, classes))
+    return nn.Sequential(*layers).eval()
+
+
+@pytest.fixture
+def mlp_model() -> nn.Sequential:
+    return mlp()
+
+
+@pytest.fixture
+def conv_model() -> ConvNet:
+    torch.manual_seed(1)
+    return ConvNet().eval()
+
+
+@pytest.fixture
+def residual_model() -> Residual:
+    torch.manual_seed(2)
+    return Residual().eval()
+
+
+@pytest.fixture
+def shared_relu_model() -> SharedReLU:
+    torch.manual_seed(3)
+    return SharedReLU().eval()
