@@ -2,9 +2,18 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
+from hypothesis import settings
 from torch import nn
+
+# Hypothesis loads its built-in "ci" profile when CI is set; locally, torch's first-call warm-up
+# must not trip the default 200 ms deadline.
+if not os.environ.get("CI"):
+    settings.register_profile("dev", deadline=None)
+    settings.load_profile("dev")
 
 
 class ConvNet(nn.Module):

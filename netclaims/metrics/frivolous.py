@@ -111,7 +111,9 @@ def widen_last_hidden(hidden: nn.Linear, output: nn.Linear, construction: str, *
     * ``"orthogonal"``: units ``[u, v]`` with incoming weights of ``v`` orthogonal to those of
       ``u`` and to each other, outgoing ``[θ, 0]`` — more prunable, not more redundant;
     * ``"balanced"``: units ``[u, u]``, outgoing ``½[θ + b, θ - b]`` — more redundant, not
-      prunable for large ``b`` (``balance``).
+      prunable for large ``b``. ``b`` is ``balance`` times a seeded standard-normal value per
+      output: a constant shared by every output would shift all logits alike and never change
+      a prediction, so it must differ across outputs.
     """
     check_choice(construction, "construction", CONSTRUCTIONS)
     if output.in_features != hidden.out_features:
@@ -133,7 +135,10 @@ def widen_last_hidden(hidden: nn.Linear, output: nn.Linear, construction: str, *
     else:
         new_w1, new_b1 = torch.cat([w1, w1]), torch.cat([b1, b1])
     if construction == "balanced":
-        new_w2 = torch.cat([(w2 + balance) / 2, (w2 - balance) / 2], dim=1)
+        gen = torch.Generator().manual_seed(seed)
+        b = balance * torch.randn(w2.shape[0], 1, generator=gen, dtype=torch.float64)
+        b = b.to(w2.dtype)
+        new_w2 = torch.cat([(w2 + b) / 2, (w2 - b) / 2], dim=1)
     else:
         new_w2 = torch.cat([w2, torch.zeros_like(w2)], dim=1)
     wide_hidden = nn.Linear(w1.shape[1], 2 * units).to(w1.dtype)

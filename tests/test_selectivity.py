@@ -1,0 +1,117 @@
+"""Class selectivity, mutual information and class balance."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netclaims import strategies as nst
+from netclaims.metrics import (
+    class_balance,
+    class_selectivity,
+    mean_class_selectivity,
+    mutual_information,
+    selectivity_from_class_means,
+)
+from netclaims.units import ClassMeans, PerLayer, stream
+
+
+@st.composite
+def acts_and_labels(draw, dead_fraction=0.0):
+    y = draw(nst.labels())
+    a = draw(nst.activations(n=y.size, nonnegative=True, dead_fraction=dead_fraction))
+    return a, y
+
+
+@given(acts_and_labels(dead_fraction=0.3))
+def test_si_in_unit_interval_and_dead_units_zero(data):
+    a, y = data
+    si = class_selectivity(a, y)
+    assert torch.all(si >= 0) and torch.all(si < 1)
+    assert not torch.isnan(si).any()
+    dead = np.all(a == 0, axis=0)
+    assert torch.all(si[torch.from_numpy(dead)] == 0)
+
+
+@given(acts_and_labels(), st.floats(0.1, 100.0), st.data())
+def test_si_invariant_to_positive_scaling_and_relabelling(data, scale, draw):
+    a, y = data
+    base = class_selectivity(a, y)
+    active = torch.from_numpy(a.mean(0) > 1e-2)  # eps = 1e-6 matters only for tiny means
+    torch.testing.assert_close(class_selectivity(a * scale, y)[active], base[active],
+                               atol=1e-4, rtol=1e-4)
+    perm = np.asarray(draw.draw(st.permutations(range(int(y.max()) + 1))))
+    torch.testing.assert_close(class_selectivity(a, perm[y]), base)
+
+
+def test_si_zero_when_class_means_equal_uses_means_not_sums():
+    # 3 samples of class 0 and 1 of class 1, all activations 1: SI must be 0 (REFERENCE.md)
+    a = torch.ones(4, 1)
+    assert class_selectivity(a, [0, 0, 0, 1]).item() == 0.0
+
+
+def test_si_approaches_one_for_single_class_unit():
+    y = np.repeat(np.arange(4), 5)
+    a = (y == 2).astype(float)[:, None] * 10.0
+    assert class_selectivity(a, y).item() == pytest.approx(1.0, abs=1e-6)
+
+
+def test_si_formula_by_hand():
+    a = np.array([[1.0], [3.0], [4.0], [0.0]])
+    y = np.array([0, 0, 1, 2])
+    mu_max, mu_rest = 4.0, (2.0 + 0.0) / 2
+    assert class_selectivity(a, y).item() == pytest.approx(
+        (mu_max - mu_rest) / (mu_max + mu_rest + 1e-6))
+
+
+def test_si_is_differentiable_for_regularizer():
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(32, 5, generator=gen, requires_grad=True)
+    y = torch.randint(0, 4, (32,), generator=gen)
+    value = mean_class_selectivity({"l1": a, "l2": a * 2}, y)
+    value.backward()
+    assert a.grad is not None and torch.isfinite(a.grad).all() and a.grad.abs().sum() > 0
+
+
+def test_si_rejects_negative_activations_and_single_class():
+    with pytest.raises(ValueError, match="non-negative"):
+        class_selectivity(np.array([[-1.0], [2.0]]), [0, 1])
+    with pytest.raises(ValueError, match="two classes"):
+        class_selectivity(np.ones((3, 2)), [1, 1, 1])
+
+
+def test_streaming_selectivity_equals_full_batch(mlp_model):
+    x, y = torch.randn(100, 6), torch.randint(0, 3, (100,))
+    sink = stream(mlp_model, (x, y), ["1"], PerLayer(lambda: ClassMeans(3)), batch_size=7)
+    from netclaims.units import collect
+    full = collect(mlp_model, x, ["1"])["1"]
+    torch.testing.assert_close(selectivity_from_class_means(sink["1"].means),
+                               class_selectivity(full.double(), y), atol=1e-6, rtol=1e-6)
+
+
+def test_mutual_information_limits():
+    rng = np.random.default_rng(0)
+    y = np.repeat(np.arange(4), 250)
+    informative = y + rng.normal(scale=0.01, size=y.size)
+    noise = rng.normal(size=y.size)
+    dead = np.zeros(y.size)
+    mi = mutual_information(np.stack([informative, noise, dead], 1), y, bins=4)
+    assert mi[0] == pytest.approx(2.0, abs=0.05)  # log2(4) bits
+    assert abs(mi[1]) < 0.02
+    assert mi[2] == 0.0
+
+
+def test_mutual_information_invariant_to_monotone_maps():
+    rng = np.random.default_rng(1)
+    y = rng.integers(0, 3, 300)
+    a = np.abs(y + rng.normal(size=300))[:, None]
+    torch.testing.assert_close(mutual_information(a, y), mutual_information(np.exp(a), y))
+
+
+def test_class_balance():
+    assert class_balance([0, 0, 0, 1, 1, 2]) == pytest.approx((3 + 2 + 1 + 0 + 0) / 5)
+    logits = torch.tensor([[2.0, 0.0], [3.0, 1.0], [0.0, 1.0]])
+    assert class_balance(logits, top=1) == 2.0
