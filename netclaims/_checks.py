@@ -29,8 +29,8 @@ def as_tensor(
     """
     if isinstance(x, torch.Tensor):
         t = x.detach()
-    elif isinstance(x, np.ndarray | list | tuple):
-        t = torch.as_tensor(np.asarray(x))
+    elif isinstance(x, np.ndarray | list | tuple) or hasattr(x, "__array__"):
+        t = torch.as_tensor(np.array(x))  # a copy: read-only arrays (pandas) stay untouched
     else:
         raise TypeError(f"{name} must be a tensor or an array, got {type(x).__name__}")
     if not (t.is_floating_point() or t.dtype in (torch.int64, torch.int32, torch.int16,
@@ -70,7 +70,12 @@ def as_labels(
     num_classes: int | None = None,
 ) -> torch.Tensor:
     """Return integer class labels as a 1-D int64 tensor, checking range and length."""
-    t = labels.detach() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+    if isinstance(labels, torch.Tensor):
+        t = labels.detach()
+    elif isinstance(labels, np.ndarray | list | tuple) or hasattr(labels, "__array__"):
+        t = torch.as_tensor(np.array(labels))
+    else:
+        raise TypeError(f"{name} must be a tensor or an array, got {type(labels).__name__}")
     if t.ndim != 1:
         raise ValueError(f"{name} must be one-dimensional, got shape {tuple(t.shape)}")
     if t.is_floating_point():

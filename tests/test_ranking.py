@@ -1,0 +1,72 @@
+"""Kendall τ-a, granulated Kendall coefficient, PGDL score."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from netclaims.metrics import granulated_kendall, kendall_tau, pgdl_score
+
+
+def _zoo(seed: int = 0) -> pd.DataFrame:
+    rows = []
+    rng = np.random.default_rng(seed)
+    for lr, width, depth in itertools.product([0.01, 0.1, 0.3], [1, 2], [2, 4]):
+        acc = 0.5 + lr + 0.1 * width - 0.02 * depth + rng.normal(scale=0.01)
+        rows.append({"lr": lr, "width": width, "depth": depth, "acc": acc, "const": 1})
+    return pd.DataFrame(rows)
+
+
+def test_kendall_tau_a_counts_ties_in_denominator():
+    assert kendall_tau([1, 2, 3], [1, 2, 3]) == 1.0
+    assert kendall_tau([1, 2, 3], [3, 2, 1]) == -1.0
+    # one tie in b: pairs (1,2) tie -> 0; others concordant: 4 of 6 ordered pairs
+    assert kendall_tau([1, 2, 3], [1, 1, 3]) == pytest.approx(4 / 6)
+
+
+@given(st.lists(st.integers(-1000, 1000), min_size=2, max_size=20, unique=True))
+def test_monotone_measure_gives_plus_and_minus_one(values):
+    x = np.asarray(values, dtype=float)
+    frame = pd.DataFrame({"x": x, "up": np.exp(x / 100), "down": -x ** 3, "axis": x})
+    assert kendall_tau(x, frame["up"]) == pytest.approx(1.0)
+    assert kendall_tau(x, frame["down"]) == pytest.approx(-1.0)
+    assert granulated_kendall(frame, "up", "x", ["axis"])["total"] == pytest.approx(1.0)
+    assert granulated_kendall(frame, "down", "x", ["axis"])["total"] == pytest.approx(-1.0)
+
+
+def test_granulated_groups_by_other_axes_and_ignores_single_valued_axes():
+    frame = _zoo()
+    frame["measure"] = frame["acc"]
+    result = granulated_kendall(frame, "measure", "acc", ["lr", "width", "depth", "const"])
+    assert result["lr"] == result["width"] == result["depth"] == 1.0
+    assert result["const"] is None and result["total"] == 1.0
+    frame["lr_only"] = frame["lr"]  # knows only the learning rate
+    partial = granulated_kendall(frame, "lr_only", "acc", ["lr", "width", "depth"])
+    assert partial["lr"] == 1.0 and partial["width"] == 0.0 and partial["depth"] == 0.0
+    assert partial["total"] == pytest.approx(1 / 3)
+
+
+def test_granulated_errors():
+    frame = _zoo()
+    with pytest.raises(ValueError, match="not in the frame"):
+        granulated_kendall(frame, "nope", "acc", ["lr"])
+    with pytest.raises(ValueError, match="varies"):
+        granulated_kendall(frame, "acc", "acc", ["const"])
+
+
+def test_pgdl_score_extremes():
+    frame = _zoo()
+    frame["perfect"] = frame["acc"] * 2
+    frame["noise"] = np.random.default_rng(1).normal(size=len(frame))
+    assert pgdl_score(frame, "perfect", "acc", ["lr", "width", "depth"]) == pytest.approx(1.0)
+    # self-pairs always agree (sign 0 on both sides), so even noise scores above 0 when
+    # strata are small; it must still score well below a perfect measure
+    assert pgdl_score(frame, "noise", "acc", ["lr", "width", "depth"]) < 0.85
+    frame["lr_only"] = frame["lr"]
+    # conditioning on lr removes everything lr_only knows
+    assert pgdl_score(frame, "lr_only", "acc", ["lr", "width", "depth"]) == pytest.approx(0.0)
