@@ -283,11 +283,13 @@ class Recorder(contextlib.AbstractContextManager):
     called several times per forward is recorded once per call, under ``name#0``, ``name#1``…
     (a module called once keeps its plain name). Recorded tensors are detached copies, reduced
     over space by ``reduce`` (``mean``, ``max`` or ``none``; one value or a per-layer dict).
+    With ``keep=False`` batches handed over by :meth:`pop_batch` are not retained (streaming).
     Hooks are removed on exit, also when the forward raised.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str],
-                 *, reduce: str | Mapping[str, str] = "mean", to_cpu: bool = True) -> None:
+                 *, reduce: str | Mapping[str, str] = "mean", to_cpu: bool = True,
+                 keep: bool = True) -> None:
         self.model = model
         self.layers = list(layers)
         if not self.layers:
@@ -300,6 +302,7 @@ class Recorder(contextlib.AbstractContextManager):
         self.wanted_calls = {n: {_split_call(k)[1] for k in self.layers if _split_call(k)[0] == n}
                              for n in self.modules}
         self.to_cpu = to_cpu
+        self.keep = keep
         self._batch: dict[tuple[str, int], torch.Tensor] = {}
         self._store: dict[str, list[torch.Tensor]] = {}
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
@@ -350,13 +353,16 @@ class Recorder(contextlib.AbstractContextManager):
             key = name if calls[name] == 1 and call == 0 else f"{name}{CALL_SEPARATOR}{call}"
             batch[key] = t
         self._batch = {}
-        for key, t in batch.items():
-            self._store.setdefault(key, []).append(t)
+        if self.keep:
+            for key, t in batch.items():
+                self._store.setdefault(key, []).append(t)
         return batch
 
     @property
     def activations(self) -> dict[str, torch.Tensor]:
         """Every batch recorded so far, concatenated along the sample axis."""
+        if not self.keep:
+            raise ValueError("this Recorder was made with keep=False and retains no batches")
         if self._batch:
             self.pop_batch()
         return {k: torch.cat(v) for k, v in self._store.items()}
@@ -432,7 +438,8 @@ def stream(model: nn.Module, data: Data, layers: Sequence[str], sink: Sink, *,
     """Run ``model`` (in eval mode, without gradients) over ``data`` once and feed every
     batch's activations of ``layers`` to ``sink``; return the sink."""
     device = model_device(model)
-    with Recorder(model, layers, reduce=reduce) as rec, torch.no_grad(), eval_mode(model):
+    with Recorder(model, layers, reduce=reduce, keep=False) as rec, torch.no_grad(), \
+            eval_mode(model):
         for x, y in batches(data, batch_size):
             model(x.to(device))
             sink.update(rec.pop_batch(), y)

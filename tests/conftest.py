@@ -9,6 +9,8 @@ import torch
 from hypothesis import settings
 from torch import nn
 
+pytest_plugins = ["pytester"]
+
 # Hypothesis loads its built-in "ci" profile when CI is set; locally, torch's first-call warm-up
 # must not trip the default 200 ms deadline.
 if not os.environ.get("CI"):

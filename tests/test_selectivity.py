@@ -40,9 +40,10 @@ def test_si_in_unit_interval_and_dead_units_zero(data):
 def test_si_invariant_to_positive_scaling_and_relabelling(data, scale, draw):
     a, y = data
     base = class_selectivity(a, y)
-    active = torch.from_numpy(a.mean(0) > 1e-2)  # eps = 1e-6 matters only for tiny means
+    # eps = 1e-6 moves SI by at most eps / (scale · mu_max) <= 1e-4 when the mean is > 0.1
+    active = torch.from_numpy(a.mean(0) > 0.1)
     torch.testing.assert_close(class_selectivity(a * scale, y)[active], base[active],
-                               atol=1e-4, rtol=1e-4)
+                               atol=2e-4, rtol=0)
     perm = np.asarray(draw.draw(st.permutations(range(int(y.max()) + 1))))
     torch.testing.assert_close(class_selectivity(a, perm[y]), base)
 

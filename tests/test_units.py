@@ -271,13 +271,21 @@ def test_intervention_shape_errors():
         Intervention(4, keep=torch.ones(2, 5))
     with pytest.raises(ValueError, match="disagree"):
         Intervention(4, keep=torch.ones(2, 4), noise_std=torch.ones(3, 4))
-    with pytest.raises(ValueError, match="0..3"):
+    with pytest.raises(ValueError, match=r"0\.\.3"):
         ablation(4, [4])
     with pytest.raises(ValueError, match="NaN"):
         Intervention(2, fill=torch.tensor([0.0, float("nan")]))
 
 
 def test_intervention_unit_count_mismatch(mlp_model):
-    with pytest.raises(ValueError, match="has 16 units"), intervene(
+    with pytest.raises(ValueError, match=r"has 16 units"), intervene(
             mlp_model, {"1": ablation(5, [0])}):
         mlp_model(torch.randn(2, 6))
+
+
+def test_streaming_recorder_retains_nothing(mlp_model):
+    with Recorder(mlp_model, ["1"], keep=False) as rec:
+        mlp_model(torch.randn(3, 6))
+        assert set(rec.pop_batch()) == {"1"}
+    with pytest.raises(ValueError, match="keep=False"):
+        _ = rec.activations

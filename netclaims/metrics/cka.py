@@ -59,17 +59,21 @@ def center_gram(gram: torch.Tensor, *, debiased: bool = False) -> torch.Tensor:
     """Doubly center a Gram matrix (``H K H``), or U-center it when ``debiased``
     (Székely & Rizzo 2014: zero the diagonal, subtract row and column means with the
     ``n - 2`` and ``(n - 1)(n - 2)`` corrections, zero the diagonal again; needs n >= 4)."""
-    k = gram.to(torch.float64).clone()
+    return _center_gram_(gram.to(torch.float64).clone(), debiased)
+
+
+def _center_gram_(k: torch.Tensor, debiased: bool) -> torch.Tensor:
+    """In-place :func:`center_gram` of a float64 Gram matrix the caller owns."""
     n = k.shape[0]
     if not debiased:
-        k = k - k.mean(0, keepdim=True)
-        return k - k.mean(1, keepdim=True)
+        k.sub_(k.mean(0, keepdim=True))
+        return k.sub_(k.mean(1, keepdim=True))
     if n < 4:
         raise ValueError(f"debiased (U-centered) estimators need n >= 4 samples, got {n}")
     k.fill_diagonal_(0.0)
     rows = k.sum(1) / (n - 2)
-    total = k.sum() / ((n - 1) * (n - 2))
-    k = k - rows[:, None] - rows[None, :] + total
+    total = float(k.sum()) / ((n - 1) * (n - 2))
+    k.sub_(rows[:, None]).sub_(rows[None, :]).add_(total)
     k.fill_diagonal_(0.0)
     return k
 
@@ -226,21 +230,33 @@ class MinibatchCKA:
         return list(self.keys), out
 
 
-def _normalized_grams(reps: Sequence[ArrayLike], name: str, kernel: str, threshold: float,
-                      debiased: bool) -> torch.Tensor:
+def _normalized_grams(reps: Sequence[ArrayLike], name: str, n: int, kernel: str,
+                      threshold: float, debiased: bool) -> torch.Tensor:
     """Each representation's centered Gram matrix, flattened and scaled to unit norm:
-    ``(E, n²)``; computed once per representation."""
-    rows = []
+    ``(E, n²)``; computed once per representation, written in place into one matrix.
+
+    The linear Gram matrix of column-centered features is already doubly centered, so only
+    the debiased estimator (U-centering) and the RBF kernel center it again.
+    """
+    out = torch.empty(len(reps), n * n, dtype=torch.float64)
     for i, r in enumerate(reps):
         xc = _centered(r, f"{name}[{i}]")
-        gram = xc @ xc.T if kernel == "linear" else rbf_gram(xc, threshold)
-        g = center_gram(gram, debiased=debiased).reshape(-1)
-        norm2 = float(g @ g)
+        if xc.shape[0] != n:
+            raise ValueError(f"{name}[{i}] has {xc.shape[0]} samples, expected {n}")
+        gram = out[i].view(n, n)
+        if kernel == "linear":
+            torch.mm(xc, xc.T, out=gram)
+            if debiased:
+                _center_gram_(gram, debiased=True)
+        else:
+            gram.copy_(rbf_gram(xc, threshold))
+            _center_gram_(gram, debiased)
+        norm2 = float(out[i] @ out[i])
         if not norm2 > 0:
             raise ValueError(f"{name}[{i}]: the self-similarity term is not positive; "
                              "CKA is undefined for it")
-        rows.append(g / np.sqrt(norm2))
-    return torch.stack(rows)
+        out[i].div_(np.sqrt(norm2))
+    return out
 
 
 def _feature_terms(reps: Sequence[ArrayLike], name: str) -> list[torch.Tensor]:
@@ -271,10 +287,8 @@ def cka_matrix(xs: Sequence[ArrayLike], ys: Sequence[ArrayLike] | None = None, *
         raise ValueError(f"debiased CKA needs n >= 4 samples, got {n}")
     count = len(xs) + (0 if same else len(ys))
     if count * n * n * 8 <= GRAM_BUDGET_BYTES:
-        gx = _normalized_grams(xs, "xs", kernel, threshold, debiased)
-        gy = gx if same else _normalized_grams(ys, "ys", kernel, threshold, debiased)
-        if gx.shape[1] != gy.shape[1]:
-            raise ValueError("xs and ys describe different numbers of samples")
+        gx = _normalized_grams(xs, "xs", n, kernel, threshold, debiased)
+        gy = gx if same else _normalized_grams(ys, "ys", n, kernel, threshold, debiased)
         return (gx @ gy.T).numpy()
     if kernel != "linear":
         raise ValueError(f"{count} RBF Gram matrices of {n}×{n} exceed the memory budget; "

@@ -1,0 +1,124 @@
+"""Ablation and noise curves, single-unit importance, L1 norms, sharpness."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from netclaims.metrics import (
+    ablation_curve,
+    curve_auc,
+    incoming_l1_norm,
+    noise_curve,
+    random_sharpness,
+    single_unit_importance,
+    unit_statistics,
+)
+
+
+def _trained_mlp(seed: int = 0):
+    gen = torch.Generator().manual_seed(seed)
+    x = torch.randn(300, 6, generator=gen)
+    y = (x[:, 0] > 0).long() + (x[:, 1] > 0).long()
+    torch.manual_seed(seed)
+    model = nn.Sequential(nn.Linear(6, 32), nn.ReLU(), nn.Linear(32, 16), nn.ReLU(),
+                          nn.Linear(16, 3))
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(200):
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return model.eval(), x, y
+
+
+@pytest.fixture(scope="module")
+def trained():
+    return _trained_mlp()
+
+
+def test_curve_auc_rules():
+    assert curve_auc([0, 0.5, 1], [1, 1, 1]) == pytest.approx(1.0)
+    assert curve_auc([0, 1], [1, 0]) == pytest.approx(0.5)
+    assert curve_auc([0.1, 1, 10], [1, 0.5, 0], log_x=True) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="from 0 to 1"):
+        curve_auc([0.1, 1.0], [1, 1])
+    with pytest.raises(ValueError, match="increasing"):
+        curve_auc([0, 0.6, 0.5, 1], [1, 1, 1, 1])
+
+
+def test_ablation_curve_starts_at_intact_and_falls(trained):
+    model, x, y = trained
+    curve = ablation_curve(model, x, y, ["1", "3"], orderings=4, seed=1)
+    assert curve.values.shape == (4, 11)
+    intact = float((model(x).argmax(1) == y).double().mean())
+    assert curve.baseline == pytest.approx(intact)
+    np.testing.assert_allclose(curve.values[:, 0], intact)
+    assert curve.normalized[:, 0] == pytest.approx(1.0)
+    assert curve.values[:, -1].max() < intact - 0.2
+    assert 0 < curve.auc < 1 and "intact" in curve.normalization
+    again = ablation_curve(model, x, y, ["1", "3"], orderings=4, seed=1)
+    np.testing.assert_array_equal(again.values, curve.values)
+
+
+def test_explicit_ordering_and_mean_fill(trained):
+    model, x, y = trained
+    stats = unit_statistics(model, x, ["3"])
+    order = torch.argsort(stats["3"].std, descending=True)
+    zero = ablation_curve(model, x, y, ["3"], orderings={"3": order})
+    mean = ablation_curve(model, x, y, ["3"], orderings={"3": order},
+                          fill={"3": stats["3"].mean.float()})
+    assert zero.values.shape == (1, 11)
+    assert not np.array_equal(zero.values, mean.values)
+    with pytest.raises(ValueError, match="permutations"):
+        ablation_curve(model, x, y, ["3"], orderings={"3": torch.zeros(16, dtype=torch.long)})
+
+
+def test_unchanged_measure_is_one_at_zero_ablation(trained):
+    model, x, y = trained
+    curve = ablation_curve(model, x, y, ["1"], measure="unchanged", orderings=2)
+    assert curve.baseline == 1.0 and np.all(curve.values[:, 0] == 1.0)
+
+
+def test_noise_curve_degrades_with_scale(trained):
+    model, x, y = trained
+    stds = {k: v.std for k, v in unit_statistics(model, x, ["1", "3"]).items()}
+    curve = noise_curve(model, x, y, ["1", "3"], stds, scales=np.logspace(-2, 1.5, 6),
+                        repeats=2)
+    assert curve.values.shape == (2, 6) and curve.x_axis == "log10 scale"
+    assert curve.values[:, 0].min() > curve.values[:, -1].max()
+
+
+def test_single_unit_importance_matches_one_at_a_time(trained):
+    model, x, y = trained
+    importance = single_unit_importance(model, x, y, "3")
+    assert importance.shape == (16,)
+    loss = nn.functional.cross_entropy
+    with torch.no_grad():
+        base = loss(model(x).double(), y)
+        h = torch.relu(model[2](torch.relu(model[0](x))))
+    for unit in (0, 7):
+        h2 = h.clone()
+        h2[:, unit] = 0
+        with torch.no_grad():
+            expected = loss(model[4](h2).double(), y) - base
+        assert float(importance[unit]) == pytest.approx(float(expected), abs=1e-5)
+
+
+def test_incoming_l1_norm():
+    conv = nn.Conv1d(3, 4, 5)
+    torch.testing.assert_close(incoming_l1_norm(conv), conv.weight.abs().sum((1, 2)).double())
+    with pytest.raises(ValueError, match="no weight"):
+        incoming_l1_norm(nn.ReLU())
+
+
+def test_random_sharpness_flatter_for_smaller_loss_sensitivity(trained):
+    model, x, y = trained
+    before = [p.clone() for p in model.parameters()]
+    sigma = random_sharpness(model, x, y, draws=2, iterations=10)
+    assert 0 < sigma < 2.0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+    looser = random_sharpness(model, x, y, deviation=1.0, draws=2, iterations=10)
+    assert looser > sigma
+    assert random_sharpness(model, x, y, draws=2, iterations=10) == sigma
