@@ -152,7 +152,7 @@ def _cifar(name: str, root: str | None, coarse: bool) -> Dataset:
         fine = y
         if coarse:
             with open(path / folder / split, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")  # noqa: S301 - torchvision's format
+                entry = pickle.load(f, encoding="latin1")
             y = torch.tensor(entry["coarse_labels"], dtype=torch.int64)
         parts[split] = (x, y, fine)
     mean = parts["train"][0].mean((0, 2, 3), keepdim=True)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from netclaims.models.architectures import VGG, MLP, ConvNet, PatchTransformer, PreActResNet18
+from netclaims.models.architectures import MLP, VGG, ConvNet, PatchTransformer, PreActResNet18
 from netclaims.units import Stages, select_layers
 
 Factory = Callable[..., nn.Module]
