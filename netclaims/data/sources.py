@@ -151,6 +151,7 @@ def _cifar(name: str, root: str | None, coarse: bool) -> Dataset:
         y = torch.tensor(ds.targets, dtype=torch.int64)
         fine = y
         if coarse:
+            # the user's own CIFAR file, read the way torchvision reads it (never a store entry)
             with open(path / folder / split, "rb") as f:
                 entry = pickle.load(f, encoding="latin1")
             y = torch.tensor(entry["coarse_labels"], dtype=torch.int64)

@@ -1,0 +1,303 @@
+"""Content-addressed store of trained runs, keyed by :attr:`RunSpec.key`.
+
+Layout under the store's root::
+
+    runs/<key>/manifest.json        spec, provenance, sha256 of every file (written last)
+    runs/<key>/model.safetensors    final weights
+    runs/<key>/history.json         per-epoch history
+    runs/<key>/checkpoints/*.safetensors
+    work/<key>/                     a run being trained (resumable state), renamed into runs/
+    locks/<key>.lock                one trainer per key across processes
+
+A run is published by renaming its finished work directory into ``runs/`` after its manifest
+is written, so a half-written entry is never read as complete. Reading verifies every file's
+checksum; a damaged entry is removed and retrained. Weights are safetensors (no pickle).
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import hashlib
+import json
+import multiprocessing
+import os
+import platform
+import shutil
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from filelock import FileLock
+from safetensors.torch import load_file
+from torch import nn
+
+import netclaims
+from netclaims.train import Progress, RunSpec, _write_atomic_json, checkpoint_name, train
+
+EXECUTORS = ("inline", "process", "ray")
+
+
+def default_path() -> Path:
+    """``$NETCLAIMS_STORE``, else ``$XDG_CACHE_HOME/netclaims/store``
+    (``~/.cache/netclaims/store``)."""
+    if os.environ.get("NETCLAIMS_STORE"):
+        return Path(os.environ["NETCLAIMS_STORE"])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "netclaims" / "store"
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class CorruptEntryError(RuntimeError):
+    """A store entry whose files do not match its manifest."""
+
+
+class Run:
+    """A finished, verified run: its spec, history, final model and checkpoints."""
+
+    def __init__(self, path: Path, spec: RunSpec, manifest: dict[str, Any],
+                 data_root: str | None = None) -> None:
+        self.path = path
+        self.spec = spec
+        self.manifest = manifest
+        self.data_root = data_root
+
+    def __repr__(self) -> str:
+        return f"Run({self.spec.label}, key={self.spec.key})"
+
+    @cached_property
+    def data(self) -> netclaims.data.Dataset:
+        """The dataset the run was trained on (labels as trained: grouped, corrupted)."""
+        return self.spec.load_data(self.data_root)
+
+    @cached_property
+    def history(self) -> pd.DataFrame:
+        """Per-epoch history: ``epoch, step, lr, train_loss, train_acc, test_loss, test_acc,
+        seconds`` (epoch 0 = initialization)."""
+        return pd.DataFrame(json.loads((self.path / "history.json").read_text()))
+
+    def _load(self, weights: Path) -> nn.Module:
+        model = self.spec.build_model(self.data)
+        model.load_state_dict(load_file(str(weights)))
+        return model.eval()
+
+    @property
+    def model(self) -> nn.Module:
+        """The final model, freshly loaded, in eval mode, on the CPU."""
+        return self._load(self.path / "model.safetensors")
+
+    @property
+    def checkpoints(self) -> list[str]:
+        """Saved checkpoints in training order: ``epoch_0000``, ``step_0000050``, …"""
+        names = [p.stem for p in (self.path / "checkpoints").glob("*.safetensors")]
+        per_epoch = max(1, self.history["step"].diff().iloc[1:].max()
+                        if len(self.history) > 1 else 1)
+
+        def progress(name: str) -> float:
+            kind, number = name.split("_")
+            return int(number) * per_epoch if kind == "epoch" else int(number)
+
+        return sorted(names, key=lambda n: (progress(n), n))
+
+    def checkpoint(self, epoch: int | None = None, *, step: int | None = None) -> nn.Module:
+        """The model saved at ``epoch`` (0 = initialization) or optimizer ``step``."""
+        name = checkpoint_name(epoch=epoch, step=step)
+        path = self.path / "checkpoints" / f"{name}.safetensors"
+        if not path.exists():
+            raise KeyError(f"{self} has no checkpoint {name}; it has {self.checkpoints}")
+        return self._load(path)
+
+
+class Store:
+    """Trained runs on disk, trained on demand and never twice."""
+
+    def __init__(self, path: str | os.PathLike | None = None, *,
+                 data_root: str | None = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        self.data_root = data_root
+        for sub in ("runs", "work", "locks"):
+            (self.path / sub).mkdir(parents=True, exist_ok=True)
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.path)!r})"
+
+    def entry(self, spec: RunSpec) -> Path:
+        return self.path / "runs" / spec.key
+
+    def _verified(self, spec: RunSpec) -> Run | None:
+        """The complete entry for ``spec`` if it exists and its checksums match; a damaged
+        one is removed (and reported) so that it is retrained."""
+        entry = self.entry(spec)
+        manifest_path = entry / "manifest.json"
+        if not manifest_path.exists():
+            return None
+        try:
+            manifest = json.loads(manifest_path.read_text())
+            for name, digest in manifest["files"].items():
+                if not (entry / name).exists() or _sha256(entry / name) != digest:
+                    raise CorruptEntryError(f"{name} does not match its checksum")
+            if manifest["key"] != spec.key:
+                raise CorruptEntryError("the manifest belongs to another spec")
+        except (CorruptEntryError, json.JSONDecodeError, KeyError) as err:
+            warnings.warn(f"store entry {entry} is damaged ({err}); it will be retrained",
+                          stacklevel=3)
+            shutil.rmtree(entry, ignore_errors=True)
+            return None
+        return Run(entry, spec, manifest, self.data_root)
+
+    def has(self, spec: RunSpec) -> bool:
+        """Whether a complete, verified entry exists for ``spec``."""
+        return self._verified(spec) is not None
+
+    def run(self, spec: RunSpec, *, device: str = "auto",
+            progress: Progress | None = None) -> Run:
+        """The finished run for ``spec``: read from the store, or trained (resuming an
+        interrupted attempt) while holding the key's lock, then published atomically."""
+        found = self._verified(spec)
+        if found is not None:
+            return found
+        with FileLock(str(self.path / "locks" / f"{spec.key}.lock")):
+            found = self._verified(spec)  # another process may have trained it meanwhile
+            if found is not None:
+                return found
+            work = self.path / "work" / spec.key
+            started = time.time()
+            state = train(spec, work, device=device, data_root=self.data_root,
+                          progress=progress)
+            _write_atomic_json(work / "history.json", state.history)
+            for leftover in [*work.glob("state*"), *work.glob(".*")]:
+                leftover.unlink()
+            files = {str(p.relative_to(work)): _sha256(p)
+                     for p in [*sorted(work.rglob("*.safetensors")), work / "history.json"]}
+            _write_atomic_json(work / "manifest.json", {
+                "key": spec.key, "spec": spec.to_dict(), "files": files,
+                "stopped_early": state.stopped, "epochs_trained": state.epoch,
+                "provenance": provenance(device), "train_seconds": state.seconds,
+                "finished": time.time(), "started": started})
+            entry = self.entry(spec)
+            shutil.rmtree(entry, ignore_errors=True)
+            os.replace(work, entry)
+        return self._verified(spec)
+
+    def runs(self, specs: Sequence[RunSpec], *, executor: str = "inline",
+             workers: int | None = None, device: str = "auto",
+             progress: Progress | None = None) -> list[Run]:
+        """Every run of ``specs`` (in order), training the missing ones in-process
+        (``inline``), in a process pool (``process``) or on a Ray cluster (``ray``: the
+        cluster at ``RAY_ADDRESS``, else a local one). Workers write to this store."""
+        if executor not in EXECUTORS:
+            raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+        unique = list(dict.fromkeys(specs))
+        missing = [s for s in unique if not self.has(s)]
+        report = progress or (lambda _event: None)
+        total = len(missing)
+        if missing:
+            if executor == "inline" or total == 1:
+                for done, spec in enumerate(missing):
+                    report({"event": "run", "done": done, "total": total, "label": spec.label})
+                    self.run(spec, device=device, progress=progress)
+            elif executor == "process":
+                self._process_pool(missing, workers, device, report)
+            else:
+                self._ray(missing, workers, device, report)
+            report({"event": "run", "done": total, "total": total, "label": ""})
+        found = {s.key: self._verified(s) for s in unique}
+        absent = [s.label for s in unique if found[s.key] is None]
+        if absent:
+            raise RuntimeError(f"runs missing from the store after training: {absent}")
+        return [found[s.key] for s in specs]
+
+    def _process_pool(self, specs: Sequence[RunSpec], workers: int | None, device: str,
+                      report: Callable[[dict], None]) -> None:
+        workers = workers or max(1, min(len(specs), os.cpu_count() or 1))
+        context = multiprocessing.get_context("spawn")
+        with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
+            futures = [pool.submit(_train_in_worker, str(self.path), s.to_dict(), device,
+                                   self.data_root) for s in specs]
+            for done, future in enumerate(cf.as_completed(futures), start=1):
+                future.result()
+                report({"event": "run", "done": done, "total": len(specs), "label": ""})
+
+    def _ray(self, specs: Sequence[RunSpec], workers: int | None, device: str,
+             report: Callable[[dict], None]) -> None:
+        try:
+            import ray
+        except ImportError as err:
+            raise RuntimeError("the ray executor needs Ray: pip install 'netclaims[ray]'") \
+                from err
+        if not ray.is_initialized():
+            address = os.environ.get("RAY_ADDRESS")
+            if address:
+                ray.init(address=address)
+            else:
+                ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
+                         log_to_driver=False)
+        remote = ray.remote(num_cpus=1)(_train_in_worker)
+        pending = [remote.remote(str(self.path), s.to_dict(), device, self.data_root)
+                   for s in specs]
+        done = 0
+        while pending:
+            finished, pending = ray.wait(pending, num_returns=1)
+            ray.get(finished)
+            done += 1
+            report({"event": "run", "done": done, "total": len(specs), "label": ""})
+
+    def keys(self) -> list[str]:
+        """Keys of the complete entries (with a manifest)."""
+        return sorted(p.parent.name for p in (self.path / "runs").glob("*/manifest.json"))
+
+
+def _train_in_worker(path: str, spec: dict, device: str, data_root: str | None) -> str:
+    torch.set_num_threads(1)
+    run_spec = RunSpec.from_dict(spec)
+    Store(path, data_root=data_root).run(run_spec, device=device)
+    return run_spec.key
+
+
+def provenance(device: str = "auto") -> dict[str, Any]:
+    """Versions, device and host facts recorded with every run and report."""
+    cuda = torch.cuda.is_available()
+    return {
+        "netclaims": netclaims.__version__, "python": sys.version.split()[0],
+        "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
+        "device": ("cuda:" + torch.cuda.get_device_name(0)) if cuda and device != "cpu"
+        else "cpu", "platform": platform.platform(), "threads": torch.get_num_threads(),
+    }
+
+
+def progress_printer(stream: Any = None) -> Progress:
+    """A progress callback printing one line per finished run and per epoch."""
+    out = stream or sys.stderr
+
+    def show(event: dict[str, Any]) -> None:
+        if event["event"] == "run" and event["label"]:
+            print(f"[netclaims] run {event['done'] + 1}/{event['total']}: {event['label']}",
+                  file=out, flush=True)
+        elif event["event"] == "epoch":
+            print(f"[netclaims]   epoch {event['epoch']}/{event['epochs']} "
+                  f"train_acc={event['train_acc']:.3f} test_acc={event['test_acc']:.3f}",
+                  file=out, flush=True)
+    return show
+
+
+def iter_entries(store: Store) -> Iterable[dict[str, Any]]:
+    """One record per complete entry (key, label, size in bytes) for listings."""
+    for key in store:
+        entry = store.path / "runs" / key
+        manifest = json.loads((entry / "manifest.json").read_text())
+        spec = RunSpec.from_dict(manifest["spec"])
+        size = sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
+        yield {"key": key, "label": spec.label, "bytes": size,
+               "epochs": manifest["epochs_trained"]}

@@ -1,0 +1,68 @@
+"""Model registry: every architecture builds, declares valid stages and pre-activations."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from netclaims import models, units
+
+
+@pytest.mark.parametrize("name", models.available())
+@pytest.mark.parametrize("shape", [(1, 40), (3, 8, 8)])
+def test_every_model_declares_stages_and_preactivations(name, shape):
+    model = models.create(name, shape, 5).eval()
+    x = torch.randn(3, *shape)
+    assert model(x).shape == (3, 5)
+    stages = models.stages_of(model)
+    assert stages.names == ["early", "intermediate", "late"]
+    acts = units.collect(model, x, stages.layers)
+    assert all(a.shape[0] == 3 and a.min() >= 0 for a in acts.values())
+    pre = model.netclaims_preactivations
+    assert set(pre) == set(stages.layers)
+    pre_acts = units.collect(model, x, sorted(set(pre.values())))
+    for layer, source in pre.items():
+        assert pre_acts[source].shape[1] == acts[layer].shape[1]
+
+
+def test_width_depth_batchnorm_dropout():
+    small = models.create("mlp", (10,), 3, width=0.5, depth=2 / 3)
+    assert small.blocks[0].linear.out_features == 128 and len(small.blocks) == 2
+    bn = models.create("convnet", (1, 40), 3, batchnorm=True, dropout=0.2)
+    assert isinstance(bn.features[0].bn, nn.BatchNorm1d) and bn.features[0].drop.p == 0.2
+    assert models.default_batchnorm("resnet18") and not models.default_batchnorm("mlp")
+    wide = models.create("resnet18", (1, 40), 3, width=2.0)
+    assert wide.stem.out_channels == 32
+
+
+@pytest.mark.parametrize(("scheme", "gain"), [("he_normal", 2.0), ("lecun_normal", 1.0)])
+def test_init_variance(scheme, gain):
+    torch.manual_seed(0)
+    model = models.create("mlp", (400,), 3, init=scheme)
+    w = model.blocks[1].linear.weight.detach()
+    assert float(w.std()) == pytest.approx(math.sqrt(gain / 256), rel=0.05)
+    assert torch.all(model.blocks[1].linear.bias == 0)
+    glorot = models.create("mlp", (256,), 3, init="glorot_uniform").blocks[1].linear.weight
+    assert float(glorot.abs().max()) <= math.sqrt(6 / 512) + 1e-6
+
+
+def test_errors_name_the_problem():
+    with pytest.raises(ValueError, match="available"):
+        models.create("alexnet", (1, 40), 10)
+    with pytest.raises(ValueError, match="init must be one of"):
+        models.create("mlp", (4,), 2, init="orthogonal-ish")
+    with pytest.raises(ValueError, match=r"\(channels, length\)"):
+        models.create("convnet", (40,), 10)
+    with pytest.raises(ValueError, match="num_classes"):
+        models.create("mlp", (4,), 1)
+
+
+def test_stages_of_user_model_without_declaration():
+    model = nn.Sequential(*[m for _ in range(6) for m in (nn.Linear(4, 4), nn.ReLU())])
+    stages = models.stages_of(model)
+    assert stages["early"] == ["1", "3"] and stages["late"] == ["9", "11"]
+    with pytest.raises(units.UnknownLayerError, match="no nonlinearity"):
+        models.stages_of(nn.Linear(3, 3))
