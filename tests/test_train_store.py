@@ -88,8 +88,8 @@ def test_run_history_checkpoints_and_cache_hit(tmp_path):
 
 def test_same_spec_twice_gives_bit_identical_weights(tmp_path):
     spec = tiny(dropout=0.2, augmentation=None, checkpoint_steps=[2])
-    a = Store(tmp_path / "a").run(spec)
-    b = Store(tmp_path / "b").run(spec)
+    a = Store(tmp_path / "a").run(spec, device="cpu")
+    b = Store(tmp_path / "b").run(spec, device="cpu")
     assert _same_weights(a.model, b.model)
     assert a.history.drop(columns="seconds").equals(b.history.drop(columns="seconds"))
 
@@ -97,13 +97,13 @@ def test_same_spec_twice_gives_bit_identical_weights(tmp_path):
 def test_flipped_byte_is_detected_and_retrained(tmp_path):
     store = Store(tmp_path)
     spec = tiny()
-    original = store.run(spec).model
+    original = store.run(spec, device="cpu").model
     weights = store.entry(spec) / "model.safetensors"
     raw = bytearray(weights.read_bytes())
     raw[-10] ^= 0xFF
     weights.write_bytes(bytes(raw))
     with pytest.warns(UserWarning, match="damaged"):
-        rebuilt = store.run(spec)
+        rebuilt = store.run(spec, device="cpu")
     assert _same_weights(rebuilt.model, original)
 
 
@@ -125,7 +125,7 @@ def _run_in_child(path: str, spec: dict, log: str, kill_after: int | None) -> No
             if kill_after is not None and event["epoch"] == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    Store(path).run(RunSpec.from_dict(spec), progress=progress)
+    Store(path).run(RunSpec.from_dict(spec), device="cpu", progress=progress)
 
 
 def _spawn(*args) -> multiprocessing.Process:
@@ -155,9 +155,10 @@ def test_killed_run_resumes_and_matches_uninterrupted(tmp_path):
     store = Store(tmp_path / "store")
     assert not store.has(spec)
     resumed_epochs = []
-    resumed = store.run(spec, progress=lambda e: resumed_epochs.append(e["epoch"]))
+    resumed = store.run(spec, device="cpu",
+                        progress=lambda e: resumed_epochs.append(e["epoch"]))
     assert resumed_epochs == [4, 5, 6]  # picked up after the last completed epoch
-    fresh = Store(tmp_path / "fresh").run(spec)
+    fresh = Store(tmp_path / "fresh").run(spec, device="cpu")
     assert _same_weights(resumed.model, fresh.model)
     assert resumed.history["epoch"].tolist() == list(range(7))
     assert not list(Path(tmp_path / "store" / "work").iterdir())
