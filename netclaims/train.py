@@ -102,7 +102,9 @@ class RunSpec:
     Fields left as ``None`` take the registry's default for the model (``TRAINING_DEFAULTS``)
     or the architecture (``batchnorm``), resolved when the spec is made, so the key reflects
     what was actually trained. ``checkpoint_epochs`` may include 0 (the initialization);
-    ``checkpoint_steps`` are optimizer steps (e.g. inside the first epoch).
+    ``checkpoint_steps`` are optimizer steps (e.g. inside the first epoch). For a user's
+    ``module:callable`` model, ``model_source`` is filled with a hash of its module's source,
+    so editing the architecture trains anew.
     """
 
     model: str
@@ -131,6 +133,7 @@ class RunSpec:
     checkpoint_epochs: tuple = ()
     checkpoint_steps: tuple = ()
     stop_train_loss: float | None = None
+    model_source: str | None = None
 
     def __post_init__(self) -> None:
         set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
@@ -141,8 +144,12 @@ class RunSpec:
             set_(name, tuple(sorted({int(v) for v in getattr(self, name)})))
         set_("regularizers", tuple(r if isinstance(r, Regularizer) else Regularizer(**r)
                                    for r in self.regularizers))
-        if self.model not in models.available():
-            raise ValueError(f"unknown model {self.model!r}; available: {models.available()}")
+        if models.is_user_spec(self.model):
+            if self.model_source is None:
+                set_("model_source", models.source_digest(self.model))
+        elif self.model not in models.available():
+            raise ValueError(f"unknown model {self.model!r}; available: {models.available()} "
+                             "or a user architecture 'module:callable'")
         if self.dataset not in datasets.available():
             raise ValueError(f"unknown dataset {self.dataset!r}; "
                              f"available: {datasets.available()}")

@@ -66,3 +66,51 @@ def test_stages_of_user_model_without_declaration():
     assert stages["early"] == ["1", "3"] and stages["late"] == ["9", "11"]
     with pytest.raises(units.UnknownLayerError, match="no nonlinearity"):
         models.stages_of(nn.Linear(3, 3))
+
+
+USER_MODULE = '''
+import torch
+from torch import nn
+
+def make_net(input_shape, num_classes, width=1.0):
+    hidden = max(1, round(32 * width))
+    return nn.Sequential(nn.Flatten(), nn.Linear(int(torch.tensor(input_shape).prod()), hidden),
+                         nn.ReLU(), nn.Linear(hidden, num_classes))
+
+def broken(input_shape, num_classes, width=1.0):
+    raise RuntimeError("boom")
+
+def not_a_module(input_shape, num_classes, width=1.0):
+    return 42
+'''
+
+
+def test_user_architecture_by_module_and_callable(tmp_path, monkeypatch):
+    (tmp_path / "user_nets.py").write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    model = models.create("user_nets:make_net", (1, 40), 10, width=0.5)
+    assert model[1].out_features == 16
+    assert models.stages_of(model).layers == ["2"]
+    with pytest.raises(RuntimeError, match=r"user_nets:broken' failed .* boom"):
+        models.create("user_nets:broken", (1, 40), 10)
+    with pytest.raises(TypeError, match=r"not an nn\.Module"):
+        models.create("user_nets:not_a_module", (1, 40), 10)
+    with pytest.raises(ValueError, match="cannot import module"):
+        models.create("no_such_module_xyz:f", (1, 40), 10)
+    with pytest.raises(ValueError, match="takes width only"):
+        models.create("user_nets:make_net", (1, 40), 10, depth=2.0)
+
+
+def test_editing_a_user_architecture_changes_its_run_key(tmp_path, monkeypatch):
+    from netclaims.train import RunSpec
+
+    path = tmp_path / "edited_nets.py"
+    path.write_text(USER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    before = RunSpec(model="edited_nets:make_net", dataset="digits")
+    path.write_text(USER_MODULE.replace("32 * width", "64 * width"))
+    import importlib
+    import sys
+    importlib.reload(sys.modules["edited_nets"])
+    after = RunSpec(model="edited_nets:make_net", dataset="digits")
+    assert before.model_source != after.model_source and before.key != after.key

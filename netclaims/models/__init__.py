@@ -8,6 +8,8 @@ stages (``netclaims_stages``) and their pre-activations (``netclaims_preactivati
 
 from __future__ import annotations
 
+import hashlib
+import importlib
 import inspect
 import math
 from collections.abc import Callable
@@ -42,8 +44,44 @@ def available() -> list[str]:
     return sorted(_REGISTRY)
 
 
+def is_user_spec(name: str) -> bool:
+    """Whether ``name`` names a user's factory as ``module:callable``."""
+    return ":" in name
+
+
+def resolve_user_factory(spec: str) -> Factory:
+    """Import ``module:callable``; errors say which part failed."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name or not attr:
+        raise ValueError(f"architecture {spec!r} must be 'module:callable'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise ValueError(f"architecture {spec!r}: cannot import module {module_name!r} "
+                         f"({err})") from err
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise ValueError(f"architecture {spec!r}: module {module_name!r} has no callable "
+                         f"{attr!r}")
+    return factory
+
+
+def source_digest(spec: str) -> str:
+    """Hash of the source file defining a user's factory, so that editing the architecture
+    changes the run keys of its trained models."""
+    factory = resolve_user_factory(spec)
+    try:
+        source = inspect.getsource(inspect.getmodule(factory))
+    except (OSError, TypeError):
+        source = repr(factory)
+    return hashlib.sha256(source.encode()).hexdigest()[:16]
+
+
 def default_batchnorm(name: str) -> bool:
-    """Whether architecture ``name`` uses batch norm unless told otherwise."""
+    """Whether architecture ``name`` uses batch norm unless told otherwise (a user's
+    architecture decides for itself: False)."""
+    if is_user_spec(name):
+        return False
     factory = _factory(name)
     return bool(inspect.signature(factory).parameters["batchnorm"].default)
 
@@ -103,14 +141,34 @@ def create(name: str, input_shape: tuple[int, ...], num_classes: int, *, width: 
            depth: float = 1.0, batchnorm: bool | None = None, dropout: float = 0.0,
            init: str = "default") -> nn.Module:
     """Build registered model ``name`` for inputs of ``input_shape`` (without the batch axis)
-    and ``num_classes`` outputs. ``batchnorm=None`` keeps the architecture's default."""
-    factory = _factory(name)
+    and ``num_classes`` outputs. ``batchnorm=None`` keeps the architecture's default.
+
+    ``name`` may also be a user's ``module:callable`` taking ``(input_shape, num_classes,
+    width=1.0)``; only ``width`` and ``init`` apply to it, and a factory that fails or returns
+    no ``nn.Module`` raises an error naming it.
+    """
     if width <= 0 or depth <= 0:
         raise ValueError(f"width and depth must be > 0, got {width} and {depth}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must lie in [0, 1), got {dropout}")
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+    if is_user_spec(name):
+        if depth != 1.0 or dropout or batchnorm:
+            raise ValueError(f"architecture {name!r} is a user factory: it takes width only, "
+                             "not depth, dropout or batchnorm")
+        factory = resolve_user_factory(name)
+        try:
+            model = factory(tuple(input_shape), num_classes, width=width)
+        except Exception as err:
+            raise RuntimeError(f"architecture factory {name!r} failed for input shape "
+                               f"{tuple(input_shape)}, {num_classes} classes, width {width}: "
+                               f"{type(err).__name__}: {err}") from err
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"architecture factory {name!r} returned "
+                            f"{type(model).__name__}, not an nn.Module")
+        return initialize(model, init)
+    factory = _factory(name)
     kwargs = {"width": width, "depth": depth, "dropout": dropout}
     if batchnorm is not None:
         kwargs["batchnorm"] = batchnorm
@@ -130,5 +188,5 @@ def stages_of(model: nn.Module) -> Stages:
     return Stages.by_depth(layers)
 
 
-__all__ = ["INITS", "available", "create", "default_batchnorm", "initialize", "register",
-           "stages_of"]
+__all__ = ["INITS", "available", "create", "default_batchnorm", "initialize", "is_user_spec",
+           "register", "resolve_user_factory", "source_digest", "stages_of"]
