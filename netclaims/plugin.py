@@ -1,22 +1,488 @@
 """The netclaims pytest plugin (registered through the ``pytest11`` entry point).
 
-Options and fixtures for claims arrive with the plugin issue; for now the plugin registers its
-option group so that ``pytest --help`` lists it and the entry point is exercised.
+Options (group ``netclaims``, each also an ini setting without the leading dashes and with
+underscores), fixtures that hand claims trained runs from the store, the turning of a claim's
+:class:`~netclaims.stats.Verdict` into a pytest outcome, baseline comparison, progress lines
+while runs train, and the report (terminal table, JSON, Markdown, HTML). Records travel from
+pytest-xdist workers to the controller in each test report's ``user_properties``.
 """
 
 from __future__ import annotations
 
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import pytest
+
+from netclaims import data as datasets
+from netclaims.claims import (
+    DEFAULT_ARCHS,
+    SCALES,
+    Architecture,
+    ClaimInfo,
+    NotApplicable,
+    inspect_architecture,
+)
+from netclaims.report import (
+    baseline_key,
+    build_report,
+    compare_to_baseline,
+    load_baseline,
+    make_baseline,
+    terminal_table,
+    write_reports,
+)
+from netclaims.stats import Outcome, Verdict
+from netclaims.store import Run, Store, provenance
+from netclaims.train import RunSpec
+
+RECORD = "netclaims_record"
+
+
+@dataclass
+class Settings:
+    """The resolved netclaims options of one pytest session."""
+
+    scale: str
+    seeds: list[int]
+    device: str
+    store_path: str | None
+    executor: str
+    data_root: str | None
+    archs: list[str] | None
+    report_dir: Path
+    baseline: dict[str, dict] | None
+    save_baseline: Path | None
+    inconclusive: str
+    dataset: str = "mnist1d"
+
+
+OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("arch", "linelist", {"action": "append", "metavar": "SPEC",
+                          "help": "architecture to run the claims on: a registered model name "
+                                  "or module:callable (repeatable; default: mlp, convnet, "
+                                  "resnet18)"}),
+    ("scale", "string", {"choices": tuple(SCALES), "help": "protocol scale (default: smoke)"}),
+    ("seeds", "string", {"type": int, "metavar": "N",
+                         "help": "training seeds per condition (default: 3 smoke, 5 paper)"}),
+    ("device", "string", {"choices": ("auto", "cpu", "cuda"),
+                          "help": "training device (default: cpu at smoke, auto at paper)"}),
+    ("store", "string", {"metavar": "DIR", "help": "run store (default: $NETCLAIMS_STORE or "
+                                                   "~/.cache/netclaims/store)"}),
+    ("executor", "string", {"choices": ("inline", "process", "ray"),
+                            "help": "how zoos are trained (default: inline)"}),
+    ("data-root", "string", {"metavar": "DIR",
+                             "help": "folder of local datasets such as CIFAR (never "
+                                     "downloaded)"}),
+    ("report", "string", {"metavar": "DIR", "help": "report folder (default: netclaims-report)"}),
+    ("baseline", "string", {"metavar": "FILE", "help": "compare verdicts and estimates with "
+                                                       "this baseline"}),
+    ("save-baseline", "string", {"metavar": "FILE", "help": "write this run as a baseline"}),
+    ("inconclusive", "string", {"choices": ("fail", "pass"),
+                                "help": "outcome of INCONCLUSIVE claims (default: fail)"}),
+]
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("netclaims", "netclaims: executable claims of deep-learning papers")
-    group.addoption("--netclaims-scale", choices=("smoke", "paper"), default=None,
-                    help="scale of the claims' protocols (default: smoke)")
-    parser.addini("netclaims_scale", "default scale of the claims' protocols", default="smoke")
+    for name, ini_type, kwargs in OPTIONS:
+        ini_name = f"netclaims_{name.replace('-', '_')}"
+        group.addoption(f"--netclaims-{name}", dest=ini_name, default=None, **kwargs)
+        parser.addini(ini_name, kwargs["help"], type=ini_type,
+                      default=[] if ini_type == "linelist" else None)
+
+
+def _option(config: pytest.Config, name: str) -> Any:
+    key = f"netclaims_{name.replace('-', '_')}"
+    value = config.getoption(key)
+    if value is None or value == []:
+        value = config.getini(key)
+    return value if value not in ([], "") else None
+
+
+def _settings(config: pytest.Config) -> Settings:
+    scale = _option(config, "scale") or "smoke"
+    if scale not in SCALES:
+        raise pytest.UsageError(f"netclaims_scale must be one of {list(SCALES)}, got {scale!r}")
+    minimum = SCALES[scale]["min_seeds"]
+    seeds = int(_option(config, "seeds") or minimum)
+    if seeds < minimum:
+        raise pytest.UsageError(f"{scale} scale needs at least {minimum} seeds (CLAIMS.md), "
+                                f"got --netclaims-seeds {seeds}")
+    baseline_path = _option(config, "baseline")
+    baseline = None
+    if baseline_path:
+        try:
+            baseline = load_baseline(baseline_path)
+        except (OSError, ValueError) as err:
+            raise pytest.UsageError(f"--netclaims-baseline {baseline_path}: {err}") from err
+    save = _option(config, "save-baseline")
+    root = Path(config.rootpath)
+    return Settings(
+        scale=scale, seeds=list(range(seeds)),
+        device=_option(config, "device") or SCALES[scale]["device"],
+        store_path=_option(config, "store"), executor=_option(config, "executor") or "inline",
+        data_root=_option(config, "data-root"), archs=_option(config, "arch"),
+        report_dir=root / (_option(config, "report") or "netclaims-report"),
+        baseline=baseline, save_baseline=Path(save) if save else None,
+        inconclusive=_option(config, "inconclusive") or "fail",
+        dataset=SCALES[scale]["dataset"])
+
+
+SETTINGS = pytest.StashKey[Settings]()
+INFO = pytest.StashKey[ClaimInfo]()
+VERDICT = pytest.StashKey[Verdict]()
+FIGURES = pytest.StashKey[list]()
+SETUP_SECONDS = pytest.StashKey[float]()
+RUN_KEYS = pytest.StashKey[list]()
+_CURRENT: list[pytest.Item] = []
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    _CURRENT[:] = [item]
+
+
+def _note_runs(keys: Sequence[str]) -> None:
+    """Remember which store entries the running test used (for its record and for gc)."""
+    if _CURRENT:
+        _CURRENT[0].stash.setdefault(RUN_KEYS, []).extend(keys)
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "netclaims_claim(info): a netclaims claim (set by "
+                                       "netclaims.claims.claim)")
+    config.stash[SETTINGS] = _settings(config)
+    if not _is_worker(config):
+        config.pluginmanager.register(Collector(config), "netclaims-collector")
+
+
+def _claim_info(item: pytest.Item) -> ClaimInfo | None:
+    marker = item.get_closest_marker("netclaims_claim")
+    return marker.args[0] if marker is not None else None
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "arch" not in metafunc.fixturenames:
+        return
+    settings = metafunc.config.stash[SETTINGS]
+    marker = metafunc.definition.get_closest_marker("netclaims_claim")
+    info = marker.args[0] if marker is not None else None
+    names = settings.archs
+    if names is None:
+        needs_transformer = info is not None and "transformer" in info.requires
+        names = ["transformer"] if needs_transformer else list(DEFAULT_ARCHS)
+    metafunc.parametrize("arch", names, indirect=True, ids=[_arch_id(n) for n in names])
+
+
+def _arch_id(name: str) -> str:
+    return name.replace(":", "-").replace(".", "-")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under pytest-xdist (``--dist loadgroup``) claims of one paper and architecture share
+    runs, so they are sent to the same worker; the store's locks train each run once
+    whatever the distribution."""
+    if not config.pluginmanager.hasplugin("xdist"):
+        return
+    for item in items:
+        info = _claim_info(item)
+        if info is not None:
+            arch = getattr(item, "callspec", None)
+            arch_name = arch.params.get("arch", "") if arch is not None else ""
+            item.add_marker(pytest.mark.xdist_group(name=f"{info.paper}-{arch_name}"))
+
+
+# --------------------------------------------------------------------------- fixtures
 
 
 @pytest.fixture(scope="session")
-def scale(pytestconfig: pytest.Config) -> str:
+def netclaims_settings(pytestconfig: pytest.Config) -> Settings:
+    """The resolved ``--netclaims-*`` options."""
+    return pytestconfig.stash[SETTINGS]
+
+
+@pytest.fixture(scope="session")
+def scale(netclaims_settings: Settings) -> str:
     """The scale the claims run at: ``smoke`` (CPU, minutes) or ``paper``."""
-    return pytestconfig.getoption("--netclaims-scale") or pytestconfig.getini("netclaims_scale")
+    return netclaims_settings.scale
+
+
+@pytest.fixture(scope="session")
+def seeds(netclaims_settings: Settings) -> list[int]:
+    """Training seeds per condition (at least 3 at smoke scale, 5 at paper scale)."""
+    return list(netclaims_settings.seeds)
+
+
+@pytest.fixture(scope="session")
+def device(netclaims_settings: Settings) -> str:
+    return netclaims_settings.device
+
+
+@pytest.fixture(scope="session")
+def store(netclaims_settings: Settings) -> Store:
+    """The run store shared by tests, xdist workers and sessions."""
+    return Store(netclaims_settings.store_path, data_root=netclaims_settings.data_root)
+
+
+@pytest.fixture(scope="session")
+def claims_data(netclaims_settings: Settings) -> datasets.Dataset:
+    """The scale's default dataset (MNIST-1D at smoke scale)."""
+    return datasets.load(netclaims_settings.dataset)
+
+
+_ARCHS: dict[str, Architecture] = {}
+
+
+@pytest.fixture
+def arch(request: pytest.FixtureRequest, claims_data: datasets.Dataset) -> Architecture:
+    """The architecture this claim runs on (parametrized by ``--netclaims-arch``)."""
+    name = request.param
+    if name not in _ARCHS:
+        _ARCHS[name] = inspect_architecture(name, claims_data.input_shape,
+                                            claims_data.num_classes)
+    return _ARCHS[name]
+
+
+class _Progress:
+    """One line when a run starts training and one when it is done, through the terminal
+    reporter (so pytest's output stays intact); silent in xdist workers."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.reporter = None if _is_worker(config) else \
+            config.pluginmanager.get_plugin("terminalreporter")
+        self.started = 0.0
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        if self.reporter is None:
+            return
+        if event["event"] == "run" and event["label"]:
+            self.reporter.write_line(f"[netclaims] zoo: run {event['done'] + 1}/"
+                                     f"{event['total']}: {event['label']}")
+            return
+        if event["event"] != "epoch":
+            return
+        if event["epoch"] == 1:
+            self.started = time.perf_counter() - event["seconds"]
+            self.reporter.write_line(f"[netclaims] training {event['label']} "
+                                     f"({event['epochs']} epochs)")
+        if event["epoch"] == event["epochs"]:
+            self.reporter.write_line(
+                f"[netclaims] trained {event['label']} in "
+                f"{time.perf_counter() - self.started:.1f}s: test_acc={event['test_acc']:.3f}")
+
+
+def _spec(settings: Settings, arch: Architecture | str, fields: dict[str, Any]) -> RunSpec:
+    fields = dict(fields)
+    fields.setdefault("dataset", settings.dataset)
+    return RunSpec(model=str(arch), **fields)
+
+
+@pytest.fixture(scope="session")
+def train_run(netclaims_settings: Settings, store: Store,
+              pytestconfig: pytest.Config) -> Callable[..., Run]:
+    """``train_run(arch, **spec_fields) -> Run``: one trained net, from the store or trained
+    now (``dataset`` defaults to the scale's dataset; checkpoints through training via
+    ``checkpoint_epochs`` / ``checkpoint_steps``)."""
+    progress = _Progress(pytestconfig)
+
+    def make(arch: Architecture | str, **fields: Any) -> Run:
+        spec = _spec(netclaims_settings, arch, fields)
+        _note_runs([spec.key])
+        return store.run(spec, device=netclaims_settings.device, progress=progress)
+    return make
+
+
+@pytest.fixture(scope="session")
+def train_runs(netclaims_settings: Settings, store: Store,
+               pytestconfig: pytest.Config) -> Callable[..., list[Run]]:
+    """``train_runs(arch, [fields, ...]) -> [Run, ...]``: a zoo, trained by the session's
+    executor (``--netclaims-executor``); combine with :func:`netclaims.claims.grid` for
+    hyperparameter grids with pairing rules."""
+    progress = _Progress(pytestconfig)
+
+    def make(arch: Architecture | str, variants: Sequence[dict[str, Any]]) -> list[Run]:
+        specs = [_spec(netclaims_settings, arch, v) for v in variants]
+        _note_runs([s.key for s in specs])
+        return store.runs(specs, executor=netclaims_settings.executor,
+                          device=netclaims_settings.device, progress=progress)
+    return make
+
+
+@pytest.fixture
+def save_figure(request: pytest.FixtureRequest,
+                netclaims_settings: Settings) -> Callable[[Any, str], Path]:
+    """``save_figure(fig, name) -> path``: save a matplotlib figure for this claim's report
+    entry (PNG in the report's ``figures/`` folder) and close it."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = request.node.stash.setdefault(FIGURES, [])
+    folder = netclaims_settings.report_dir / "figures"
+
+    def save(fig: Any, name: str) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = "".join(c if c.isalnum() or c in "-_" else "-" for c in
+                       f"{request.node.name}-{name}")
+        path = folder / f"{stem}.png"
+        fig.savefig(path, dpi=110, bbox_inches="tight")
+        plt.close(fig)
+        figures.append(str(path.relative_to(netclaims_settings.report_dir)))
+        return path
+    return save
+
+
+# --------------------------------------------------------------------------- outcomes
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run a claim, keep its verdict, and turn the verdict into the test's outcome."""
+    info = _claim_info(pyfuncitem)
+    if info is None:
+        return None
+    pyfuncitem.stash[INFO] = info
+    arch = pyfuncitem.funcargs.get("arch")
+    args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    try:
+        if isinstance(arch, Architecture):
+            arch.check(info)
+        verdict = pyfuncitem.obj(**args)
+    except NotApplicable as reason:
+        # reported at the claim's own location, not the plugin's
+        raise pytest.skip.Exception(f"not applicable: {reason}",
+                                    _use_item_location=True) from None
+    if not isinstance(verdict, Verdict):
+        raise TypeError(f"claim {info.id} returned {type(verdict).__name__}; a claim must "
+                        "return a netclaims.stats.Verdict")
+    pyfuncitem.stash[VERDICT] = verdict
+    settings = pyfuncitem.config.stash[SETTINGS]
+    message = verdict.summary()
+    failed = verdict.outcome in (Outcome.FAIL, Outcome.ERROR) or (
+        verdict.outcome is Outcome.INCONCLUSIVE and settings.inconclusive == "fail")
+    if settings.baseline is not None:
+        record = _record(pyfuncitem, verdict.outcome.value, message)
+        departure = compare_to_baseline(record, settings.baseline.get(baseline_key(record)))
+        if departure is not None:
+            pytest.fail(f"{message}\nbaseline: {departure}", pytrace=False)
+        entry = settings.baseline.get(baseline_key(record))
+        if entry is not None and failed:  # a recorded non-replication, unchanged
+            failed = False
+    if failed:
+        pytest.fail(message, pytrace=False)
+    return True
+
+
+def _record(item: pytest.Item, verdict: str, message: str, seconds: float = 0.0) -> dict:
+    info: ClaimInfo = item.stash[INFO]
+    settings = item.config.stash[SETTINGS]
+    callspec = getattr(item, "callspec", None)
+    arch = str(callspec.params.get("arch", "-")) if callspec is not None else "-"
+    out: dict[str, Any] = {"id": info.id, "paper": info.paper, "finding": info.finding,
+                           "arch": arch, "scale": settings.scale, "verdict": verdict,
+                           "message": message, "seconds": round(seconds, 3),
+                           "nodeid": item.nodeid, "figures": item.stash.get(FIGURES, []),
+                           "runs": sorted(set(item.stash.get(RUN_KEYS, [])))}
+    v = item.stash.get(VERDICT, None)
+    if v is not None:
+        out.update(statistic=v.statistic, estimate=v.estimate, ci_low=v.ci_low,
+                   ci_high=v.ci_high, n=v.n, p_value=v.p_value, threshold=v.rule,
+                   method=v.method, details=v.details)
+    return out
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
+    outcome = yield
+    report = outcome.get_result()
+    info = _claim_info(item)
+    if info is None:
+        return
+    item.stash.setdefault(INFO, info)
+    if report.when == "setup":
+        item.stash[SETUP_SECONDS] = report.duration
+        if report.passed:
+            return
+    if report.when == "teardown":
+        return
+    seconds = item.stash.get(SETUP_SECONDS, 0.0) + (report.duration if report.when == "call"
+                                                   else 0.0)
+    verdict = item.stash.get(VERDICT, None)
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        record = _record(item, "N/A", reason.removeprefix("Skipped: "), seconds)
+    elif verdict is not None:
+        text = verdict.summary()
+        if report.failed and "baseline:" in str(report.longrepr):
+            text = str(report.longrepr)
+        record = _record(item, verdict.outcome.value, text, seconds)
+    else:
+        crash = call.excinfo.exconly() if call.excinfo is not None else "no verdict"
+        record = _record(item, "ERROR", crash.splitlines()[0][:500], seconds)
+    report.user_properties.append((RECORD, json.dumps(record, default=str)))
+    # --junitxml reads properties from the teardown report, which copies the item's
+    item.user_properties.extend((f"netclaims_{key}", record[key]) for key in (
+        "id", "verdict", "estimate", "ci_low", "ci_high", "n", "p_value")
+        if record.get(key) is not None)
+
+
+class Collector:
+    """Gathers records on the controller, prints the summary table and writes the report."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.records: list[dict] = []
+        self.paths: dict[str, Path] = {}
+        self.started = time.time()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        for name, value in report.user_properties:
+            if name == RECORD:
+                self.records.append(json.loads(value))
+
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        if not self.records:
+            return
+        settings = self.config.stash[SETTINGS]
+        prov = {**provenance(settings.device), "git_commit": _git_commit(self.config.rootpath),
+                "scale": settings.scale, "seeds": settings.seeds,
+                "architectures": settings.archs or list(DEFAULT_ARCHS),
+                "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name,
+                                                             *sys.argv[1:]]),
+                "wall_seconds": round(time.time() - self.started, 1)}
+        report = build_report(self.records, prov)
+        report["runs"] = sorted({key for r in self.records for key in r.get("runs", [])})
+        self.paths = write_reports(settings.report_dir, report)
+        if settings.save_baseline is not None:
+            settings.save_baseline.parent.mkdir(parents=True, exist_ok=True)
+            settings.save_baseline.write_text(json.dumps(make_baseline(report), indent=1))
+            self.paths["baseline"] = settings.save_baseline
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        if not self.records:
+            return
+        terminalreporter.write_sep("=", "netclaims")
+        terminalreporter.write_line(terminal_table(self.records))
+        for kind, path in self.paths.items():
+            terminalreporter.write_line(f"{kind}: {path}")
+
+
+def _git_commit(root: Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None

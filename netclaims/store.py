@@ -68,11 +68,13 @@ class Run:
     """A finished, verified run: its spec, history, final model and checkpoints."""
 
     def __init__(self, path: Path, spec: RunSpec, manifest: dict[str, Any],
-                 data_root: str | None = None) -> None:
+                 data_root: str | None = None, *, fresh: bool = False) -> None:
         self.path = path
         self.spec = spec
         self.manifest = manifest
         self.data_root = data_root
+        self.fresh = fresh
+        """Whether the call that returned this run trained it (False: read from disk)."""
 
     def __repr__(self) -> str:
         return f"Run({self.spec.label}, key={self.spec.key})"
@@ -189,7 +191,9 @@ class Store:
             entry = self.entry(spec)
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(work, entry)
-        return self._verified(spec)
+        run = self._verified(spec)
+        run.fresh = True
+        return run
 
     def runs(self, specs: Sequence[RunSpec], *, executor: str = "inline",
              workers: int | None = None, device: str = "auto",
@@ -254,7 +258,7 @@ class Store:
             done += 1
             report({"event": "run", "done": done, "total": len(specs), "label": ""})
 
-    def keys(self) -> list[str]:
+    def run_keys(self) -> list[str]:
         """Keys of the complete entries (with a manifest)."""
         return sorted(p.parent.name for p in (self.path / "runs").glob("*/manifest.json"))
 
@@ -294,7 +298,7 @@ def progress_printer(stream: Any = None) -> Progress:
 
 def iter_entries(store: Store) -> Iterable[dict[str, Any]]:
     """One record per complete entry (key, label, size in bytes) for listings."""
-    for key in store:
+    for key in store.run_keys():
         entry = store.path / "runs" / key
         manifest = json.loads((entry / "manifest.json").read_text())
         spec = RunSpec.from_dict(manifest["spec"])

@@ -206,10 +206,12 @@ class RunSpec:
     @property
     def label(self) -> str:
         """A short human-readable description for progress displays."""
-        extra = [f"{f.name}={getattr(self, f.name)}" for f in fields(self)
-                 if f.name not in ("model", "dataset") and getattr(self, f.name) != f.default
-                 and f.name in ("width", "depth", "label_noise", "dropout", "lr",
-                                "batch_size", "seed", "init", "weight_decay")]
+        defaults = {f.name: f.default for f in fields(self)}
+        defaults.update(TRAINING_DEFAULTS.get(self.model, FALLBACK_DEFAULTS))
+        shown = ("width", "depth", "label_noise", "dropout", "lr", "batch_size", "epochs",
+                 "seed", "init", "weight_decay", "optimizer")
+        extra = [f"{name}={getattr(self, name)}" for name in shown
+                 if getattr(self, name) != defaults[name]]
         return f"{self.model}/{self.dataset}" + (f" {' '.join(extra)}" if extra else "")
 
     def load_data(self, data_root: str | None = None) -> datasets.Dataset:

@@ -1,8 +1,56 @@
-"""The plugin is registered through its entry point and exposes its options."""
+"""The pytest plugin: outcomes, architectures, baselines, reports, xdist (pytester)."""
 
 from __future__ import annotations
 
+import json
 from importlib.metadata import entry_points
+
+import pytest
+
+pytest_plugins = ["pytester"]
+
+
+def literal(text: str) -> str:
+    """An fnmatch pattern matching ``text`` anywhere, brackets taken literally."""
+    return "*" + "".join("[[]" if c == "[" else "[]]" if c == "]" else c for c in text) + "*"
+
+OUTCOMES = '''
+from netclaims.claims import claim
+from netclaims.stats import Estimate, Rule, judge
+
+def _v(cid, value, lo, hi, rule):
+    return judge(cid, Estimate("rho", value, lo, hi, 12, 0.01), rule, finding="a finding")
+
+@claim("SD-1", finding="passes")
+def test_SD_1_passes():
+    return _v("SD-1", -0.83, -0.95, -0.61, Rule("less", min_effect=-0.5))
+
+@claim("SD-2", finding="fails")
+def test_SD_2_fails():
+    return _v("SD-2", 0.4, 0.1, 0.7, Rule("less"))
+
+@claim("SD-3", finding="inconclusive")
+def test_SD_3_inconclusive():
+    return _v("SD-3", -0.1, -0.4, 0.2, Rule("less"))
+
+@claim("SD-4", finding="crashes")
+def test_SD_4_crashes():
+    raise RuntimeError("the protocol broke")
+
+@claim("RD-9", finding="needs a transformer", requires=["transformer"])
+def test_RD_9_needs_transformer(arch):
+    raise AssertionError("must not run on a non-transformer")
+
+@claim("SD-5", finding="forgets to return")
+def test_SD_5_no_verdict():
+    pass
+'''
+
+
+@pytest.fixture
+def claims_env(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("NETCLAIMS_STORE", str(tmp_path / "store"))
+    return pytester
 
 
 def test_entry_point_registered():
@@ -10,18 +58,208 @@ def test_entry_point_registered():
     assert names.get("netclaims") == "netclaims.plugin"
 
 
-def test_scale_option_and_ini(pytester):
-    pytester.makepyfile("""
-        def test_scale(scale):
-            assert scale == "paper"
-    """)
-    assert pytester.runpytest("--netclaims-scale", "paper").ret == 0
-    pytester.makeini("[pytest]\nnetclaims_scale = paper\n")
-    assert pytester.runpytest().ret == 0
-    result = pytester.runpytest("--netclaims-scale", "smoke")
-    result.assert_outcomes(failed=1)
+def test_every_outcome(claims_env):
+    claims_env.makepyfile(test_claims=OUTCOMES)
+    result = claims_env.runpytest("--netclaims-arch", "mlp", "-rA")
+    result.assert_outcomes(passed=1, failed=4, skipped=1)
+    for line in (literal("SD-2 a finding: rho=0.4 [0.1,0.7] n=12 p=0.01, needs CI < 0 -> FAIL"),
+                 literal("SD-3 a finding: rho=-0.1 [-0.4,0.2] n=12 p=0.01, needs CI < 0 -> "
+                         "INCONCLUSIVE"),
+                 "*RuntimeError: the protocol broke*",
+                 "SKIPPED*test_claims.py*not applicable: RD-9 needs transformer; mlp has "
+                 "dense, stages*",
+                 "*claim SD-5 returned NoneType*"):
+        result.stdout.fnmatch_lines([line])
+    report = json.loads((claims_env.path / "netclaims-report" / "report.json").read_text())
+    verdicts = {r["id"]: r["verdict"] for r in report["records"]}
+    assert verdicts == {"SD-1": "PASS", "SD-2": "FAIL", "SD-3": "INCONCLUSIVE",
+                        "SD-4": "ERROR", "SD-5": "ERROR", "RD-9": "N/A"}
+    result.stdout.fnmatch_lines(["*= netclaims =*", "SD: Reliance on single directions*",
+                                 "*1 PASS, 1 FAIL, 1 INCONCLUSIVE, 2 ERROR, 1 N/A*"])
 
 
-def test_help_lists_option_group(pytester):
-    result = pytester.runpytest("--help")
-    result.stdout.fnmatch_lines(["*netclaims*", "*--netclaims-scale*"])
+def test_inconclusive_may_pass(claims_env):
+    claims_env.makepyfile(test_claims=OUTCOMES)
+    result = claims_env.runpytest("--netclaims-arch", "mlp", "-k", "SD_3",
+                                  "--netclaims-inconclusive", "pass")
+    result.assert_outcomes(passed=1)
+
+
+def test_json_schema_and_markdown_html(claims_env):
+    claims_env.makepyfile(test_claims=OUTCOMES)
+    claims_env.runpytest("--netclaims-arch", "mlp", "-k", "SD_1 or SD_2")
+    folder = claims_env.path / "netclaims-report"
+    report = json.loads((folder / "report.json").read_text())
+    assert report["schema"] == 1
+    for key in ("netclaims", "python", "torch", "device", "scale", "seeds", "command",
+                "git_commit"):
+        assert key in report["provenance"]
+    record = report["records"][0]
+    for key in ("id", "paper", "finding", "arch", "scale", "statistic", "estimate", "ci_low",
+                "ci_high", "n", "p_value", "threshold", "verdict", "seconds", "figures"):
+        assert key in record
+    assert "| SD-1 " in (folder / "report.md").read_text()
+    assert "<table>" in (folder / "report.html").read_text()
+
+
+def test_junitxml_carries_numbers(claims_env):
+    claims_env.makepyfile(test_claims=OUTCOMES)
+    claims_env.runpytest("--netclaims-arch", "mlp", "-k", "SD_1", "--junitxml=out.xml")
+    xml = (claims_env.path / "out.xml").read_text()
+    assert 'name="netclaims_estimate" value="-0.83"' in xml
+
+
+BASELINE_CLAIM = '''
+import os
+from netclaims.claims import claim
+from netclaims.stats import Estimate, Rule, judge
+
+@claim("SD-7", finding="batch norm")
+def test_SD_7():
+    value = float(os.environ.get("EFFECT", "0.5"))
+    return judge("SD-7", Estimate("diff", value, value - 0.1, value + 0.1, 6), Rule("greater"))
+'''
+
+
+def test_baseline_unchanged_changed_and_moved(claims_env, monkeypatch):
+    claims_env.makepyfile(test_claims=BASELINE_CLAIM)
+    saved = claims_env.runpytest("--netclaims-save-baseline", "base.json")
+    saved.assert_outcomes(passed=1)
+    base = json.loads((claims_env.path / "base.json").read_text())
+    assert base["claims"]["SD-7@-@smoke"]["verdict"] == "PASS"
+    assert claims_env.runpytest("--netclaims-baseline", "base.json").ret == 0
+    monkeypatch.setenv("EFFECT", "0.55")  # within the tolerance (half CI width 0.1)
+    assert claims_env.runpytest("--netclaims-baseline", "base.json").ret == 0
+    monkeypatch.setenv("EFFECT", "0.75")
+    moved = claims_env.runpytest("--netclaims-baseline", "base.json")
+    moved.assert_outcomes(failed=1)
+    moved.stdout.fnmatch_lines(["*estimate moved: baseline 0.5 ± 0.1, now 0.75*"])
+    monkeypatch.setenv("EFFECT", "-0.5")
+    changed = claims_env.runpytest("--netclaims-baseline", "base.json")
+    changed.stdout.fnmatch_lines(["*verdict changed: baseline PASS (estimate 0.5), now FAIL*"])
+
+
+def test_recorded_non_replication_passes_against_its_baseline(claims_env, monkeypatch):
+    monkeypatch.setenv("EFFECT", "-0.5")
+    claims_env.makepyfile(test_claims=BASELINE_CLAIM)
+    claims_env.runpytest("--netclaims-save-baseline", "base.json").assert_outcomes(failed=1)
+    base = json.loads((claims_env.path / "base.json").read_text())
+    assert "FAIL" in base["claims"]["SD-7@-@smoke"]["reason"]
+    claims_env.runpytest("--netclaims-baseline", "base.json").assert_outcomes(passed=1)
+
+
+USER_ARCHS = '''
+import torch
+from torch import nn
+
+def plain(input_shape, num_classes, width=1.0):
+    return nn.Sequential(nn.Flatten(), nn.Linear(40, 16), nn.ReLU(), nn.Linear(16, 16),
+                         nn.ReLU(), nn.Linear(16, 16), nn.ReLU(), nn.Linear(16, num_classes))
+
+def staged(input_shape, num_classes, width=1.0):
+    model = plain(input_shape, num_classes, width)
+    model.netclaims_stages = {"early": ["2"], "late": ["4", "6"]}
+    return model
+
+def broken(input_shape, num_classes, width=1.0):
+    raise ValueError("cannot build for this input")
+
+def functional(input_shape, num_classes, width=1.0):
+    return nn.Linear(40, num_classes)
+'''
+
+STAGE_CLAIM = '''
+from netclaims import models
+from netclaims.claims import claim
+from netclaims.stats import Estimate, Rule, judge
+
+@claim("SE-3", finding="stages")
+def test_SE_3(arch, train_run):
+    run = train_run(arch, epochs=1, width=1.0)
+    stages = models.stages_of(run.model)
+    print("STAGES", arch.name, stages.groups)
+    return judge("SE-3", Estimate("n", 1.0, 1.0, 1.0, 1), Rule("greater"))
+'''
+
+
+def test_module_callable_architectures(claims_env):
+    claims_env.makepyfile(user_nets=USER_ARCHS, test_claims=STAGE_CLAIM)
+    claims_env.syspathinsert()
+    result = claims_env.runpytest("-s", "--netclaims-arch", "user_nets:plain",
+                                  "--netclaims-arch", "user_nets:staged")
+    result.assert_outcomes(passed=2)
+    result.stdout.fnmatch_lines([
+        literal("[netclaims] training user_nets:plain/mnist1d epochs=1 (1 epochs)"),
+        "*[[]netclaims[]] trained user_nets:plain/mnist1d epochs=1 in *s: test_acc=*",
+        "*STAGES user_nets:plain (('early', ('2',)), ('intermediate', ('4',)), "
+        "('late', ('6',)))*",
+        "*STAGES user_nets:staged (('early', ('2',)), ('late', ('4', '6')))*",
+    ])
+
+
+def test_failing_factory_and_unit_less_model_give_clear_errors(claims_env):
+    claims_env.makepyfile(user_nets=USER_ARCHS, test_claims=STAGE_CLAIM)
+    claims_env.syspathinsert()
+    result = claims_env.runpytest("--netclaims-arch", "user_nets:broken",
+                                  "--netclaims-arch", "user_nets:functional")
+    result.assert_outcomes(errors=2)
+    result.stdout.fnmatch_lines([
+        "*architecture factory 'user_nets:broken' failed*cannot build for this input*",
+        "*no nonlinearity modules to select automatically*",
+    ])
+
+
+def test_usage_errors(claims_env):
+    claims_env.makepyfile(test_claims=BASELINE_CLAIM)
+    result = claims_env.runpytest("--netclaims-seeds", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*smoke scale needs at least 3 seeds*"])
+    missing = claims_env.runpytest("--netclaims-baseline", "nope.json")
+    missing.stderr.fnmatch_lines(["*--netclaims-baseline nope.json*"])
+
+
+def test_options_settable_in_ini(claims_env):
+    claims_env.makeini("[pytest]\nnetclaims_scale = paper\nnetclaims_seeds = 6\n")
+    claims_env.makepyfile(test_s='''
+def test_settings(scale, seeds, device):
+    assert scale == "paper" and seeds == list(range(6)) and device == "auto"
+''')
+    claims_env.runpytest().assert_outcomes(passed=1)
+
+
+XDIST_CLAIMS = '''
+import os
+from netclaims.claims import claim
+from netclaims.stats import Estimate, Rule, judge
+
+def _use(train_run, cid):
+    run = train_run("mlp", dataset="digits", width=0.25, epochs=3)
+    with open(os.environ["FRESH_LOG"], "a") as f:
+        f.write(f"{cid} {run.fresh}\\n")
+    return judge(cid, Estimate("x", 1.0, 1.0, 1.0, 1), Rule("greater"))
+
+@claim("SD-13", finding="a")
+def test_SD_13(train_run):
+    return _use(train_run, "SD-13")
+
+@claim("SD-14", finding="b")
+def test_SD_14(train_run):
+    return _use(train_run, "SD-14")
+
+@claim("SD-16", finding="c")
+def test_SD_16(train_run):
+    return _use(train_run, "SD-16")
+'''
+
+
+def test_xdist_trains_each_shared_run_once(claims_env, tmp_path, monkeypatch):
+    pytest.importorskip("xdist")
+    log = tmp_path / "fresh.log"
+    monkeypatch.setenv("FRESH_LOG", str(log))
+    claims_env.makepyfile(test_claims=XDIST_CLAIMS)
+    result = claims_env.runpytest_subprocess("-n", "2", "-p", "xdist")
+    result.assert_outcomes(passed=3)
+    fresh = [line.split()[1] for line in log.read_text().splitlines()]
+    assert sorted(fresh) == ["False", "False", "True"]
+    report = json.loads((claims_env.path / "netclaims-report" / "report.json").read_text())
+    assert len(report["records"]) == 3 and len(report["runs"]) == 1

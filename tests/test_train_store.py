@@ -83,7 +83,7 @@ def test_run_history_checkpoints_and_cache_hit(tmp_path):
     events = []
     again = store.run(spec, progress=events.append)
     assert events == [] and again.path == run.path  # served from disk, no training
-    assert store.keys() == [spec.key]
+    assert store.run_keys() == [spec.key]
 
 
 def test_same_spec_twice_gives_bit_identical_weights(tmp_path):
@@ -171,7 +171,7 @@ def test_process_executor_trains_a_small_zoo(tmp_path):
     runs = store.runs(specs + specs[:1], executor="process", workers=2, progress=events.append)
     assert [r.spec for r in runs] == specs + specs[:1]
     assert events[-1] == {"event": "run", "done": 3, "total": 3, "label": ""}
-    assert store.runs(specs) and len(store.keys()) == 3
+    assert store.runs(specs) and len(store.run_keys()) == 3
 
 
 def test_ray_executor_trains_a_zoo_of_eight(tmp_path):
@@ -182,7 +182,7 @@ def test_ray_executor_trains_a_zoo_of_eight(tmp_path):
         runs = store.runs(specs, executor="ray", workers=2)
     finally:
         ray.shutdown()
-    assert sorted(store.keys()) == sorted(s.key for s in specs)
+    assert sorted(store.run_keys()) == sorted(s.key for s in specs)
     assert all(len(r.history) == 2 for r in runs)
 
 

@@ -1,0 +1,127 @@
+"""The ``netclaims`` command: ``list``, ``report``, ``store ls`` and ``store gc``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from tabulate import tabulate
+
+from netclaims.report import (
+    estimate_text,
+    load_report,
+    render_html,
+    render_markdown,
+    write_reports,
+)
+from netclaims.store import Store, iter_entries
+
+CLAIM_PATTERN = re.compile(r'@claim\(\s*"(?P<id>[A-Z]{2}-\d+)"[^)]*?finding="(?P<finding>[^"]*)"',
+                           re.S)
+
+
+def _catalogue(claims_dir: Path) -> list[tuple[str, str]]:
+    found = []
+    for path in sorted(claims_dir.glob("test_*.py")):
+        found += [(m["id"], m["finding"]) for m in CLAIM_PATTERN.finditer(path.read_text())]
+    return found
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    """The claims in ``claims/`` with each one's verdicts in the last report."""
+    status: dict[str, list[str]] = {}
+    report_path = Path(args.report)
+    if report_path.exists():
+        for r in load_report(report_path)["records"]:
+            status.setdefault(r["id"], []).append(f"{r['arch']}: {r['verdict']} "
+                                                  f"{estimate_text(r)}")
+    claims = _catalogue(Path(args.claims))
+    known = {cid for cid, _ in claims}
+    rows = [[cid, finding, "; ".join(status.get(cid, ["not run"]))] for cid, finding in claims]
+    rows += [[cid, "(not in claims/)", "; ".join(v)] for cid, v in status.items()
+             if cid not in known]
+    if not rows:
+        print(f"no claims found in {args.claims} and no report at {args.report}")
+        return 0
+    print(tabulate(rows, ["id", "finding", "last report"], tablefmt="simple"))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Re-render Markdown and HTML from a JSON report (next to it, or into ``--out``)."""
+    report = load_report(args.path)
+    out = Path(args.out) if args.out else Path(args.path).parent
+    if out == Path(args.path).parent:
+        (out / "report.md").write_text(render_markdown(report))
+        (out / "report.html").write_text(render_html(report, out))
+    else:
+        write_reports(out, report)
+    print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
+    return 0
+
+
+def cmd_store_ls(args: argparse.Namespace) -> int:
+    store = Store(args.store)
+    entries = list(iter_entries(store))
+    total = sum(e["bytes"] for e in entries)
+    rows = [[e["key"], e["label"], e["epochs"], f"{e['bytes'] / 1e6:.2f}"] for e in entries]
+    print(tabulate(rows, ["key", "run", "epochs", "MB"], tablefmt="simple"))
+    print(f"{len(entries)} runs, {total / 1e6:.1f} MB in {store.path}")
+    return 0
+
+
+def cmd_store_gc(args: argparse.Namespace) -> int:
+    """Remove abandoned work folders, entries without a manifest, and (with ``--report``)
+    every entry that report's runs do not reference."""
+    store = Store(args.store)
+    doomed: list[Path] = [p for p in (store.path / "work").iterdir() if p.is_dir()]
+    doomed += [p for p in (store.path / "runs").iterdir()
+               if p.is_dir() and not (p / "manifest.json").exists()]
+    if args.report:
+        keep = set(load_report(args.report).get("runs", []))
+        doomed += [store.path / "runs" / k for k in store.run_keys() if k not in keep]
+    freed = sum(f.stat().st_size for p in doomed for f in p.rglob("*") if f.is_file())
+    for path in doomed:
+        print(f"{'would remove' if args.dry_run else 'removing'} {path}")
+        if not args.dry_run:
+            shutil.rmtree(path, ignore_errors=True)
+    verb = "reclaimable" if args.dry_run else "freed"
+    print(f"{len(doomed)} folders, {freed / 1e6:.1f} MB {verb}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="netclaims", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("list", help="the claims and their status in the last report")
+    p.add_argument("--claims", default="claims", help="claims folder (default: claims)")
+    p.add_argument("--report", default="netclaims-report/report.json")
+    p.set_defaults(fn=cmd_list)
+    p = sub.add_parser("report", help="re-render Markdown/HTML from a JSON report")
+    p.add_argument("path")
+    p.add_argument("--out", help="folder to write into (default: beside the JSON)")
+    p.set_defaults(fn=cmd_report)
+    p = sub.add_parser("store", help="inspect or clean the run store")
+    store_sub = p.add_subparsers(dest="store_command", required=True)
+    for name, fn in (("ls", cmd_store_ls), ("gc", cmd_store_gc)):
+        q = store_sub.add_parser(name)
+        q.add_argument("--store", help="store folder (default: $NETCLAIMS_STORE or the cache)")
+        if name == "gc":
+            q.add_argument("--report", help="keep only the runs this JSON report used")
+            q.add_argument("--dry-run", action="store_true")
+        q.set_defaults(fn=fn)
+    args = parser.parse_args(argv)
+    try:
+        return args.fn(args)
+    except (OSError, ValueError, json.JSONDecodeError) as err:
+        print(f"netclaims: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,219 @@
+"""Results of claims: records → pandas DataFrame → terminal table, JSON, Markdown, HTML with the
+figures embedded; and baselines (stored verdicts and estimates that later runs are compared
+with, the way pytest-regressions compares data files)."""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from tabulate import tabulate
+
+from netclaims.claims import PAPERS
+
+SCHEMA_VERSION = 1
+OUTCOMES = ("PASS", "FAIL", "INCONCLUSIVE", "ERROR", "N/A")
+FIELDS = ("id", "paper", "finding", "arch", "scale", "statistic", "estimate", "ci_low",
+          "ci_high", "n", "p_value", "threshold", "verdict", "seconds")
+
+
+def _num(x: Any) -> str:
+    if x is None or (isinstance(x, float) and not math.isfinite(x)):
+        return "-"
+    return f"{x:.3g}" if isinstance(x, float) else str(x)
+
+
+def estimate_text(record: Mapping[str, Any]) -> str:
+    """``-0.83 [-0.95, -0.61]`` (or ``-`` when there is no estimate)."""
+    if record.get("estimate") is None:
+        return "-"
+    return (f"{_num(record['estimate'])} [{_num(record.get('ci_low'))}, "
+            f"{_num(record.get('ci_high'))}]")
+
+
+def frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per (claim, architecture), the report's columns first."""
+    df = pd.DataFrame(list(records))
+    for col in FIELDS:
+        if col not in df.columns:
+            df[col] = None
+    return df[[*FIELDS, *[c for c in df.columns if c not in FIELDS]]]
+
+
+def _sorted(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    def key(r: Mapping[str, Any]) -> tuple:
+        number = str(r["id"]).partition("-")[2]
+        return (list(PAPERS).index(r["paper"]) if r["paper"] in PAPERS else 99,
+                int(number) if number.isdigit() else 0, str(r["arch"]))
+    return sorted(records, key=key)
+
+
+def _rows(records: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    return [[r["id"], r["arch"], r.get("statistic") or "-", estimate_text(r), _num(r.get("n")),
+             _num(r.get("p_value")), r.get("threshold") or "-", r["verdict"],
+             _num(r.get("seconds"))] for r in _sorted(records)]
+
+
+HEADERS = ["id", "arch", "statistic", "estimate [95% CI]", "n", "p", "needs", "verdict", "s"]
+
+
+def terminal_table(records: Sequence[Mapping[str, Any]]) -> str:
+    """The summary table, one block per paper."""
+    blocks = []
+    for paper, title in PAPERS.items():
+        rows = [r for r in records if r["paper"] == paper]
+        if rows:
+            blocks.append(f"{paper}: {title}\n" + tabulate(_rows(rows), HEADERS,
+                                                          tablefmt="simple"))
+    counts = {o: sum(r["verdict"] == o for r in records) for o in OUTCOMES}
+    blocks.append(", ".join(f"{n} {o}" for o, n in counts.items() if n))
+    return "\n\n".join(blocks)
+
+
+def build_report(records: Sequence[Mapping[str, Any]], provenance: Mapping[str, Any]) -> dict:
+    return {"schema": SCHEMA_VERSION, "provenance": dict(provenance),
+            "records": [dict(r) for r in _sorted(records)]}
+
+
+def _write(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def write_reports(directory: str | os.PathLike, report: Mapping[str, Any]) -> dict[str, Path]:
+    """Write ``report.json``, ``report.md`` and ``report.html`` into ``directory``."""
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
+    _write(paths["json"], json.dumps(report, indent=1, default=str))
+    _write(paths["md"], render_markdown(report))
+    _write(paths["html"], render_html(report, out))
+    return paths
+
+
+def load_report(path: str | os.PathLike) -> dict:
+    """Read a JSON report, checking its schema version."""
+    report = json.loads(Path(path).read_text())
+    if report.get("schema") != SCHEMA_VERSION:
+        raise ValueError(f"{path}: report schema {report.get('schema')!r}, this netclaims "
+                         f"reads schema {SCHEMA_VERSION}")
+    return report
+
+
+def _provenance_lines(prov: Mapping[str, Any]) -> list[tuple[str, str]]:
+    return [(k, str(v)) for k, v in prov.items()]
+
+
+def render_markdown(report: Mapping[str, Any]) -> str:
+    """A Markdown report for pull-request comments: provenance, then a table per paper."""
+    records = report["records"]
+    lines = ["# netclaims report", ""]
+    lines += [f"- **{k}**: {v}" for k, v in _provenance_lines(report["provenance"])]
+    for paper, title in PAPERS.items():
+        rows = [r for r in records if r["paper"] == paper]
+        if not rows:
+            continue
+        lines += ["", f"## {paper}: {title}", "",
+                  tabulate(_rows(rows), HEADERS, tablefmt="github")]
+        notes = [r for r in _sorted(rows) if r["verdict"] != "PASS" and r.get("message")]
+        if notes:
+            lines += [""] + [f"- `{r['id']}` on `{r['arch']}`: {r['message']}" for r in notes]
+    return "\n".join(lines) + "\n"
+
+
+_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:78em;color:#222}
+table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;
+text-align:left;font-size:.9em}th{background:#f3f3f3}.PASS{background:#d9f2d9}
+.FAIL{background:#f8d0d0}.INCONCLUSIVE{background:#fbecc4}.ERROR{background:#e6c8f0}
+.NA{background:#eee}figure{display:inline-block;margin:.5em;max-width:32em}
+figure img{max-width:100%}figcaption{font-size:.85em;color:#555}"""
+
+
+def _image(path: Path) -> str:
+    data = base64.b64encode(path.read_bytes()).decode()
+    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
+
+
+def render_html(report: Mapping[str, Any], base: Path | None = None) -> str:
+    """A self-contained HTML page: provenance, a table per paper, every figure embedded as a
+    PNG data URI (no network)."""
+    esc = html.escape
+    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>netclaims report</title>",
+             f"<style>{_CSS}</style></head><body><h1>netclaims report</h1><table>"]
+    parts += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>"
+              for k, v in _provenance_lines(report["provenance"])]
+    parts.append("</table>")
+    records = report["records"]
+    for paper, title in PAPERS.items():
+        rows = [r for r in _sorted(records) if r["paper"] == paper]
+        if not rows:
+            continue
+        parts.append(f"<h2>{esc(paper)}: {esc(title)}</h2><table><tr>"
+                     + "".join(f"<th>{esc(h)}</th>" for h in HEADERS) + "</tr>")
+        for r, cells in zip(rows, _rows(rows), strict=True):
+            css = r["verdict"].replace("/", "")
+            title_attr = esc(f"{r.get('finding', '')} {r.get('message', '')}".strip())
+            parts.append(f"<tr class='{css}' title='{title_attr}'>"
+                         + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
+        parts.append("</table>")
+        for r in rows:
+            for fig in r.get("figures") or []:
+                path = Path(fig) if base is None or Path(fig).is_absolute() else base / fig
+                if path.exists():
+                    parts.append(f"<figure>{_image(path)}<figcaption>{esc(r['id'])} · "
+                                 f"{esc(r['arch'])} · {esc(path.stem)}</figcaption></figure>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def baseline_key(record: Mapping[str, Any]) -> str:
+    return f"{record['id']}@{record['arch']}@{record['scale']}"
+
+
+def make_baseline(report: Mapping[str, Any]) -> dict:
+    """A baseline from a report: per (claim, architecture, scale) the verdict, the estimate,
+    a tolerance (half the 95% CI; edit it to taste) and a one-line reason for every claim
+    that did not pass (the verdict's message; edit it to explain the non-replication)."""
+    entries = {}
+    for r in report["records"]:
+        has_ci = r.get("ci_low") is not None and r.get("ci_high") is not None
+        entries[baseline_key(r)] = {
+            "verdict": r["verdict"], "estimate": r.get("estimate"),
+            "tolerance": (r["ci_high"] - r["ci_low"]) / 2 if has_ci else None,
+            "reason": "" if r["verdict"] == "PASS" else r.get("message", ""),
+        }
+    return {"schema": SCHEMA_VERSION, "provenance": report["provenance"], "claims": entries}
+
+
+def load_baseline(path: str | os.PathLike) -> dict[str, dict]:
+    data = json.loads(Path(path).read_text())
+    if data.get("schema") != SCHEMA_VERSION or "claims" not in data:
+        raise ValueError(f"{path} is not a netclaims baseline (schema {SCHEMA_VERSION})")
+    return data["claims"]
+
+
+def compare_to_baseline(record: Mapping[str, Any], entry: Mapping[str, Any] | None) -> str | None:
+    """Why ``record`` departs from its baseline ``entry``, or None when it matches."""
+    if entry is None:
+        return None
+    if record["verdict"] != entry["verdict"]:
+        return (f"verdict changed: baseline {entry['verdict']} (estimate "
+                f"{_num(entry.get('estimate'))}), now {record['verdict']} (estimate "
+                f"{_num(record.get('estimate'))})")
+    old, new, tol = entry.get("estimate"), record.get("estimate"), entry.get("tolerance")
+    if old is not None and new is not None and tol is not None and abs(new - old) > tol:
+        return (f"estimate moved: baseline {_num(old)} ± {_num(tol)}, now {_num(new)} "
+                f"(difference {_num(new - old)})")
+    return None
+
