@@ -183,28 +183,28 @@ def test_SE_3(arch, train_run):
 
 
 def test_module_callable_architectures(claims_env):
-    claims_env.makepyfile(user_nets=USER_ARCHS, test_claims=STAGE_CLAIM)
+    claims_env.makepyfile(plugin_nets=USER_ARCHS, test_claims=STAGE_CLAIM)
     claims_env.syspathinsert()
-    result = claims_env.runpytest("-s", "--netclaims-arch", "user_nets:plain",
-                                  "--netclaims-arch", "user_nets:staged")
+    result = claims_env.runpytest("-s", "--netclaims-arch", "plugin_nets:plain",
+                                  "--netclaims-arch", "plugin_nets:staged")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([
-        literal("[netclaims] training user_nets:plain/mnist1d epochs=1 (1 epochs)"),
-        "*[[]netclaims[]] trained user_nets:plain/mnist1d epochs=1 in *s: test_acc=*",
-        "*STAGES user_nets:plain (('early', ('2',)), ('intermediate', ('4',)), "
+        literal("[netclaims] training plugin_nets:plain/mnist1d epochs=1 (1 epochs)"),
+        "*[[]netclaims[]] trained plugin_nets:plain/mnist1d epochs=1 in *s: test_acc=*",
+        "*STAGES plugin_nets:plain (('early', ('2',)), ('intermediate', ('4',)), "
         "('late', ('6',)))*",
-        "*STAGES user_nets:staged (('early', ('2',)), ('late', ('4', '6')))*",
+        "*STAGES plugin_nets:staged (('early', ('2',)), ('late', ('4', '6')))*",
     ])
 
 
 def test_failing_factory_and_unit_less_model_give_clear_errors(claims_env):
-    claims_env.makepyfile(user_nets=USER_ARCHS, test_claims=STAGE_CLAIM)
+    claims_env.makepyfile(plugin_nets=USER_ARCHS, test_claims=STAGE_CLAIM)
     claims_env.syspathinsert()
-    result = claims_env.runpytest("--netclaims-arch", "user_nets:broken",
-                                  "--netclaims-arch", "user_nets:functional")
+    result = claims_env.runpytest("--netclaims-arch", "plugin_nets:broken",
+                                  "--netclaims-arch", "plugin_nets:functional")
     result.assert_outcomes(errors=2)
     result.stdout.fnmatch_lines([
-        "*architecture factory 'user_nets:broken' failed*cannot build for this input*",
+        "*architecture factory 'plugin_nets:broken' failed*cannot build for this input*",
         "*no nonlinearity modules to select automatically*",
     ])
 
