@@ -1,4 +1,5 @@
-"""The ``netclaims`` command: ``list``, ``report``, ``store ls`` and ``store gc``."""
+"""The ``netclaims`` command: ``list``, ``report``, ``replication``, ``store ls`` and
+``store gc``."""
 
 from __future__ import annotations
 
@@ -13,7 +14,9 @@ from pathlib import Path
 from tabulate import tabulate
 
 from netclaims.report import (
+    baseline_key,
     estimate_text,
+    load_baseline,
     load_report,
     render_html,
     render_markdown,
@@ -65,6 +68,46 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+START, END = "<!-- replication:start -->", "<!-- replication:end -->"
+
+
+def replication_table(report: dict, baseline: dict[str, dict] | None = None) -> str:
+    """Markdown: claim, architecture, verdict, estimate [CI], and for every claim that did not
+    pass the one-line reason its baseline records (else the verdict's message)."""
+    rows = []
+    for r in report["records"]:
+        reason = ""
+        if r["verdict"] != "PASS":
+            entry = (baseline or {}).get(baseline_key(r), {})
+            reason = entry.get("reason") or r.get("message", "")
+        rows.append([f"{r['id']}", r["arch"], r["verdict"], estimate_text(r),
+                     reason.replace("|", "/").replace("\n", " ")])
+    scale = report["provenance"].get("scale", "?")
+    head = (f"Scale {scale}, seeds {report['provenance'].get('seeds')}, "
+            f"netclaims {report['provenance'].get('netclaims')}, "
+            f"commit {str(report['provenance'].get('git_commit'))[:10]}.\n\n")
+    return head + tabulate(rows, ["claim", "arch", "verdict", "estimate [95% CI]",
+                                  "reason (non-replications)"], tablefmt="github")
+
+
+def cmd_replication(args: argparse.Namespace) -> int:
+    """Print the replication table, or rewrite it between the markers in ``--readme``."""
+    baseline = load_baseline(args.baseline) if args.baseline else None
+    table = replication_table(load_report(args.report), baseline)
+    if not args.readme:
+        print(table)
+        return 0
+    path = Path(args.readme)
+    text = path.read_text()
+    if START not in text or END not in text:
+        raise ValueError(f"{path} has no {START} ... {END} section to rewrite")
+    before, rest = text.split(START, 1)
+    after = rest.split(END, 1)[1]
+    path.write_text(f"{before}{START}\n{table}\n{END}{after}")
+    print(f"rewrote the replication table in {path}")
+    return 0
+
+
 def cmd_store_ls(args: argparse.Namespace) -> int:
     store = Store(args.store)
     entries = list(iter_entries(store))
@@ -106,6 +149,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("path")
     p.add_argument("--out", help="folder to write into (default: beside the JSON)")
     p.set_defaults(fn=cmd_report)
+    p = sub.add_parser("replication", help="the README's replication table from a report")
+    p.add_argument("report")
+    p.add_argument("--baseline", help="baseline whose reasons explain non-replications")
+    p.add_argument("--readme", help="rewrite the table between the markers in this file")
+    p.set_defaults(fn=cmd_replication)
     p = sub.add_parser("store", help="inspect or clean the run store")
     store_sub = p.add_subparsers(dest="store_command", required=True)
     for name, fn in (("ls", cmd_store_ls), ("gc", cmd_store_gc)):

@@ -160,6 +160,9 @@ def _is_worker(config: pytest.Config) -> bool:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")  # figures are files; never open a window
     config.addinivalue_line("markers", "netclaims_claim(info): a netclaims claim (set by "
                                        "netclaims.claims.claim)")
     config.stash[SETTINGS] = _settings(config)
@@ -283,9 +286,8 @@ class _Progress:
 
 
 def _spec(settings: Settings, arch: Architecture | str, fields: dict[str, Any]) -> RunSpec:
-    fields = dict(fields)
-    fields.setdefault("dataset", settings.dataset)
-    return RunSpec(model=str(arch), **fields)
+    scaled = SCALES[settings.scale]["training"].get(str(arch), {})
+    return RunSpec(model=str(arch), **{"dataset": settings.dataset, **scaled, **fields})
 
 
 @pytest.fixture(scope="session")
@@ -324,9 +326,6 @@ def save_figure(request: pytest.FixtureRequest,
                 netclaims_settings: Settings) -> Callable[[Any, str], Path]:
     """``save_figure(fig, name) -> path``: save a matplotlib figure for this claim's report
     entry (PNG in the report's ``figures/`` folder) and close it."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figures = request.node.stash.setdefault(FIGURES, [])
@@ -459,8 +458,8 @@ class Collector:
         prov = {**provenance(settings.device), "git_commit": _git_commit(self.config.rootpath),
                 "scale": settings.scale, "seeds": settings.seeds,
                 "architectures": settings.archs or list(DEFAULT_ARCHS),
-                "command": " ".join(shlex.quote(a) for a in [Path(sys.argv[0]).name,
-                                                             *sys.argv[1:]]),
+                "scaled_training": SCALES[settings.scale]["training"],
+                "command": _command_line(),
                 "wall_seconds": round(time.time() - self.started, 1)}
         report = build_report(self.records, prov)
         report["runs"] = sorted({key for r in self.records for key in r.get("runs", [])})
@@ -477,6 +476,12 @@ class Collector:
         terminalreporter.write_line(terminal_table(self.records))
         for kind, path in self.paths.items():
             terminalreporter.write_line(f"{kind}: {path}")
+
+
+def _command_line() -> str:
+    program = Path(sys.argv[0]).name
+    head = ["python", "-m", "pytest"] if program == "__main__.py" else [program]
+    return " ".join(shlex.quote(a) for a in [*head, *sys.argv[1:]])
 
 
 def _git_commit(root: Path) -> str | None:

@@ -208,8 +208,9 @@ class RunSpec:
         """A short human-readable description for progress displays."""
         defaults = {f.name: f.default for f in fields(self)}
         defaults.update(TRAINING_DEFAULTS.get(self.model, FALLBACK_DEFAULTS))
-        shown = ("width", "depth", "label_noise", "dropout", "lr", "batch_size", "epochs",
-                 "seed", "init", "weight_decay", "optimizer")
+        defaults["batchnorm"] = models.default_batchnorm(self.model)
+        shown = ("width", "depth", "batchnorm", "label_noise", "dropout", "lr", "batch_size",
+                 "epochs", "seed", "init", "weight_decay", "optimizer")
         extra = [f"{name}={getattr(self, name)}" for name in shown
                  if getattr(self, name) != defaults[name]]
         return f"{self.model}/{self.dataset}" + (f" {' '.join(extra)}" if extra else "")
