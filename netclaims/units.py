@@ -849,3 +849,30 @@ def unit_counts(model: nn.Module, layers: Sequence[str], example: torch.Tensor) 
         raise ValueError(f"layers never called by a forward pass (or called several times; "
                          f"name the call as 'name#k'): {missing}")
     return {k: int(shapes[k].shape[1]) for k in layers}
+
+
+def incoming_layer(model: nn.Module, layer: str, example: torch.Tensor) -> str:
+    """The conv or linear module feeding ``layer``'s units: the last one, in execution order
+    before ``layer``, with as many output channels as ``layer`` has units. (In a residual
+    block whose input sums several paths, that is the nearest such module, an
+    approximation.)"""
+    order: list[str] = []
+    modules = dict(model.named_modules())
+    handles = [m.register_forward_hook(lambda _m, _i, _o, name=name: order.append(name))
+               for name, m in modules.items() if name]
+    try:
+        with torch.no_grad(), eval_mode(model):
+            model(example[:1])
+    finally:
+        for handle in handles:
+            handle.remove()
+    base = _split_call(layer)[0]
+    if base not in order:
+        raise _unknown(model, layer)
+    units = unit_counts(model, [layer], example)[layer]
+    weighted = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
+    for name in reversed(order[:order.index(base)]):
+        module = modules[name]
+        if isinstance(module, weighted) and module.weight.shape[0] == units:
+            return name
+    raise ValueError(f"no conv or linear layer with {units} outputs runs before {layer!r}")

@@ -289,3 +289,12 @@ def test_streaming_recorder_retains_nothing(mlp_model):
         assert set(rec.pop_batch()) == {"1"}
     with pytest.raises(ValueError, match="keep=False"):
         _ = rec.activations
+
+
+def test_incoming_layer_found_by_execution_order(conv_model, mlp_model):
+    x = torch.randn(2, 1, 20)
+    assert units.incoming_layer(conv_model, "features.3", x) == "features.2"
+    assert units.incoming_layer(conv_model, "fc_relu", x) == "fc"
+    assert units.incoming_layer(mlp_model, "3", torch.randn(2, 6)) == "2"
+    with pytest.raises(UnknownLayerError):
+        units.incoming_layer(mlp_model, "nope", torch.randn(2, 6))
