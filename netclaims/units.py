@@ -275,7 +275,43 @@ def _resolve(model: nn.Module, layers: Iterable[str]) -> dict[str, nn.Module]:
     return resolved
 
 
-class Recorder(contextlib.AbstractContextManager):
+class _Hooks(contextlib.AbstractContextManager):
+    """Forward hooks on ``self.modules`` (made by ``self._hook(name)``) plus a call counter on
+    the root model, installed on enter and removed on exit, also when the forward raised."""
+
+    model: nn.Module
+    modules: dict[str, nn.Module]
+
+    def __init__(self) -> None:
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._counter: _CallCounter | None = None
+
+    def _hook(self, name: str) -> Callable:
+        raise NotImplementedError
+
+    def __enter__(self) -> _Hooks:
+        self._counter = _CallCounter(self.model)
+        try:
+            for name, module in self.modules.items():
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self._remove()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if self._counter is not None:
+            self._counter.remove()
+            self._counter = None
+
+
+class Recorder(_Hooks):
     """Record the outputs of several layers during forward passes of ``model``.
 
     Use as a context manager; each forward pass inside adds one batch per layer, which
@@ -305,29 +341,7 @@ class Recorder(contextlib.AbstractContextManager):
         self.keep = keep
         self._batch: dict[tuple[str, int], torch.Tensor] = {}
         self._store: dict[str, list[torch.Tensor]] = {}
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._counter: _CallCounter | None = None
-
-    def __enter__(self) -> Recorder:
-        self._counter = _CallCounter(self.model)
-        try:
-            for name, module in self.modules.items():
-                self._handles.append(module.register_forward_hook(self._hook(name)))
-        except BaseException:
-            self._remove()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._remove()
-
-    def _remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        if self._counter is not None:
-            self._counter.remove()
-            self._counter = None
+        super().__init__()
 
     def _hook(self, name: str) -> Callable:
         def hook(module: nn.Module, _inputs: tuple, output: object) -> None:
@@ -662,7 +676,7 @@ def _broadcast(values: torch.Tensor, expanded_ndim: int, unit_axis: int) -> torc
     return values.reshape(shape)
 
 
-class intervene(contextlib.AbstractContextManager):  # noqa: N801 - used like a function
+class intervene(_Hooks):  # noqa: N801 - used like a function
     """Apply :class:`Intervention` objects to layers during forward passes.
 
     With one mask per intervention the model runs as usual. With ``M`` masks, the first
@@ -685,30 +699,8 @@ class intervene(contextlib.AbstractContextManager):  # noqa: N801 - used like a 
         self.interventions = dict(interventions)
         self.modules = _resolve(model, self.interventions)
         self.generator = generator
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._counter: _CallCounter | None = None
+        super().__init__()
         self._device_cache: dict[tuple[str, str, torch.device], torch.Tensor] = {}
-
-    def __enter__(self) -> intervene:
-        self._counter = _CallCounter(self.model)
-        try:
-            for name, module in self.modules.items():
-                self._handles.append(module.register_forward_hook(self._hook(name)))
-        except BaseException:
-            self._remove()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._remove()
-
-    def _remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        if self._counter is not None:
-            self._counter.remove()
-            self._counter = None
 
     def _on(self, key: str, part: str, value: torch.Tensor, device: torch.device,
             dtype: torch.dtype) -> torch.Tensor:
