@@ -145,8 +145,9 @@ RUN_KEYS = pytest.StashKey[list]()
 _CURRENT: list[pytest.Item] = []
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    _CURRENT[:] = [item]
+    _CURRENT[:] = [item]  # before fixtures, so runs trained by fixtures are attributed too
 
 
 def _note_runs(keys: Sequence[str]) -> None:
