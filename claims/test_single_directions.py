@@ -18,6 +18,7 @@ import torch
 from netclaims import models, stats
 from netclaims.claims import Architecture, claim
 from netclaims.metrics import (
+    Curve,
     ablation_curve,
     class_selectivity,
     incoming_l1_norm,
@@ -30,15 +31,6 @@ from netclaims.units import collect, incoming_layer
 
 ORDERINGS = 5
 EVAL_SAMPLES = 500
-_CACHE: dict[tuple[str, str], object] = {}
-
-
-def _cached(kind: str, run, compute):
-    """Per-run results shared by the claims that use the same runs."""
-    key = (kind, run.spec.key)
-    if key not in _CACHE:
-        _CACHE[key] = compute()
-    return _CACHE[key]
 
 
 def _runs(train_run, arch: Architecture, seeds: list[int], batchnorm: bool) -> list:
@@ -54,22 +46,28 @@ def _eval_set(run) -> tuple[torch.Tensor, torch.Tensor]:
     return run.data.x_test[:EVAL_SAMPLES], run.data.y_test[:EVAL_SAMPLES]
 
 
-def _curve(run, arch: Architecture, fill: str):
+def _curve(run, arch: Architecture, fill: str) -> Curve:
     """Cumulative ablation curve of the paper's layers on the evaluation set, units clamped to
-    zero or to their mean over the training set."""
+    zero or to their mean over the training set (cached beside the run)."""
     model = run.model
     layers = _ablated_layers(model, arch)
-    means = None
-    if fill == "mean":
-        moments = unit_statistics(model, run.data.x_train, layers)
-        means = {layer: moments[layer].mean.float() for layer in layers}
-    x, y = _eval_set(run)
-    return ablation_curve(model, x, y, layers, orderings=ORDERINGS, seed=run.spec.seed,
-                          fill=means)
+
+    def compute() -> dict[str, torch.Tensor]:
+        means = None
+        if fill == "mean":
+            moments = unit_statistics(model, run.data.x_train, layers)
+            means = {layer: moments[layer].mean.float() for layer in layers}
+        x, y = _eval_set(run)
+        return ablation_curve(model, x, y, layers, orderings=ORDERINGS, seed=run.spec.seed,
+                              fill=means).to_tensors()
+
+    params = {"layers": layers, "fill": fill, "orderings": ORDERINGS, "samples": EVAL_SAMPLES}
+    return Curve.from_tensors(run.derived("ablation-curve", params, compute), "accuracy",
+                              "fraction")
 
 
-def _zero_curve(run, arch: Architecture):
-    return _cached("zero-curve", run, lambda: _curve(run, arch, "zero"))
+def _zero_curve(run, arch: Architecture) -> Curve:
+    return _curve(run, arch, "zero")
 
 
 def _third_layers(model: torch.nn.Module) -> tuple[list[str], list[str]]:
@@ -80,14 +78,16 @@ def _third_layers(model: torch.nn.Module) -> tuple[list[str], list[str]]:
 
 def _importance(run) -> dict[str, torch.Tensor]:
     """Single-unit importance (test-loss increase) of the units in the earliest and the latest
-    third of the unit layers."""
+    third of the unit layers (cached beside the run)."""
+    model = run.model
+    early, late = _third_layers(model)
+    layers = list(dict.fromkeys(early + late))
+
     def compute() -> dict[str, torch.Tensor]:
-        model = run.model
-        early, late = _third_layers(model)
         x, y = _eval_set(run)
-        return {layer: single_unit_importance(model, x, y, layer)
-                for layer in dict.fromkeys(early + late)}
-    return _cached("importance", run, compute)
+        return {layer: single_unit_importance(model, x, y, layer) for layer in layers}
+
+    return run.derived("importance", {"layers": layers, "samples": EVAL_SAMPLES}, compute)
 
 
 def _unit_measure(run, layers: list[str], metric) -> dict[str, torch.Tensor]:

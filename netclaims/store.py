@@ -17,6 +17,7 @@ checksum; a damaged entry is removed and retrained. Weights are safetensors (no 
 from __future__ import annotations
 
 import concurrent.futures as cf
+import functools
 import hashlib
 import json
 import multiprocessing
@@ -26,7 +27,7 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,8 @@ from typing import Any
 import pandas as pd
 import torch
 from filelock import FileLock
-from safetensors.torch import load_file
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 import netclaims
@@ -112,6 +114,32 @@ class Run:
             return int(number) * per_epoch if kind == "epoch" else int(number)
 
         return sorted(names, key=lambda n: (progress(n), n))
+
+    def derived(self, name: str, params: Mapping[str, Any],
+                compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+        """Tensors computed from this run (an ablation curve, unit importances), cached on
+        disk beside the store's entries under ``derived/<run key>/``. The cache key covers
+        ``name``, ``params`` and a hash of netclaims' own source, so a change of code
+        recomputes instead of reusing old numbers; an unreadable file is recomputed."""
+        digest = hashlib.sha256(json.dumps({"name": name, "params": params,
+                                            "code": _code_digest()}, sort_keys=True,
+                                           default=repr).encode()).hexdigest()[:20]
+        folder = self.path.parent.parent / "derived" / self.spec.key
+        path = folder / f"{name}-{digest}.safetensors"
+        if path.exists():
+            try:
+                return load_file(str(path))
+            except (OSError, SafetensorError):
+                path.unlink(missing_ok=True)
+        tensors = compute()
+        if not isinstance(tensors, dict) or not all(
+                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
+            raise TypeError(f"derived result {name!r} must be a dict of tensors")
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".{path.name}.{os.getpid()}.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        os.replace(tmp, path)
+        return tensors
 
     def checkpoint(self, epoch: int | None = None, *, step: int | None = None) -> nn.Module:
         """The model saved at ``epoch`` (0 = initialization) or optimizer ``step``."""
@@ -261,6 +289,15 @@ class Store:
     def run_keys(self) -> list[str]:
         """Keys of the complete entries (with a manifest)."""
         return sorted(p.parent.name for p in (self.path / "runs").glob("*/manifest.json"))
+
+
+@functools.lru_cache(maxsize=1)
+def _code_digest() -> str:
+    """Hash of every source file of the netclaims package."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(netclaims.__file__).parent.rglob("*.py")):
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
 
 
 def _train_in_worker(path: str, spec: dict, device: str, data_root: str | None) -> str:

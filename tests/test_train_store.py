@@ -228,3 +228,24 @@ def test_registry_models_reach_the_mnist1d_paper_ranges(tmp_path):
     print(f"MNIST-1D test accuracy: convnet {cnn_acc:.3f}, mlp {mlp_acc:.3f}")
     assert 0.90 <= cnn_acc <= 0.99
     assert 0.55 <= mlp_acc <= 0.80
+
+
+def test_derived_results_are_cached_beside_the_run(tmp_path):
+    run = Store(tmp_path).run(tiny(epochs=1))
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return {"value": torch.arange(3.0)}
+
+    first = run.derived("thing", {"k": 1}, compute)
+    again = Store(tmp_path).run(tiny(epochs=1)).derived("thing", {"k": 1}, compute)
+    assert torch.equal(first["value"], again["value"]) and len(calls) == 1
+    run.derived("thing", {"k": 2}, compute)
+    assert len(calls) == 2
+    for cached in (tmp_path / "derived" / run.spec.key).glob("thing-*.safetensors"):
+        cached.write_bytes(b"garbage")
+    assert torch.equal(run.derived("thing", {"k": 1}, compute)["value"], torch.arange(3.0))
+    assert len(calls) == 3
+    with pytest.raises(TypeError, match="dict of tensors"):
+        run.derived("bad", {}, lambda: [1, 2])

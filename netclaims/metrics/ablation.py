@@ -62,6 +62,19 @@ class Curve:
     def normalization(self) -> str:
         return f"{self.measure} / intact {self.measure} ({self.baseline:.4g})"
 
+    def to_tensors(self) -> dict[str, torch.Tensor]:
+        """The curve's numbers as tensors (for caching); ``from_tensors`` reverses it."""
+        return {"x": torch.from_numpy(self.x), "values": torch.from_numpy(self.values),
+                "aucs": torch.from_numpy(self.aucs),
+                "baseline": torch.tensor([self.baseline], dtype=torch.float64)}
+
+    @classmethod
+    def from_tensors(cls, tensors: dict[str, torch.Tensor], measure: str,
+                     x_axis: str) -> Curve:
+        return cls(x=tensors["x"].numpy(), values=tensors["values"].numpy(),
+                   baseline=float(tensors["baseline"][0]), measure=measure, x_axis=x_axis,
+                   aucs=tensors["aucs"].numpy())
+
 
 def curve_auc(x: Sequence[float], y: Sequence[float], *, log_x: bool = False) -> float:
     """Trapezoid area under ``y(x)``.
