@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from netclaims._io import write_text
 from netclaims.report import (
     baseline_key,
     estimate_text,
@@ -20,7 +21,6 @@ from netclaims.report import (
     load_report,
     render_html,
     render_markdown,
-    write_reports,
 )
 from netclaims.store import Store, iter_entries
 
@@ -56,14 +56,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    """Re-render Markdown and HTML from a JSON report (next to it, or into ``--out``)."""
+    """Re-render Markdown and HTML from a JSON report (next to it, or into ``--out``); the
+    figures are read from the JSON report's folder, where the report names them."""
     report = load_report(args.path)
     out = Path(args.out) if args.out else Path(args.path).parent
-    if out == Path(args.path).parent:
-        (out / "report.md").write_text(render_markdown(report))
-        (out / "report.html").write_text(render_html(report, out))
-    else:
-        write_reports(out, report)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "report.md", render_markdown(report))
+    write_text(out / "report.html", render_html(report, Path(args.path).parent))
     print(f"wrote {out / 'report.md'} and {out / 'report.html'}")
     return 0
 

@@ -16,6 +16,7 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
+from netclaims._io import write_json, write_text
 from netclaims.claims import PAPERS
 
 SCHEMA_VERSION = 1
@@ -82,20 +83,14 @@ def build_report(records: Sequence[Mapping[str, Any]], provenance: Mapping[str, 
             "records": [dict(r) for r in _sorted(records)]}
 
 
-def _write(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def write_reports(directory: str | os.PathLike, report: Mapping[str, Any]) -> dict[str, Path]:
     """Write ``report.json``, ``report.md`` and ``report.html`` into ``directory``."""
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
-    _write(paths["json"], json.dumps(report, indent=1, default=str))
-    _write(paths["md"], render_markdown(report))
-    _write(paths["html"], render_html(report, out))
+    write_json(paths["json"], report)
+    write_text(paths["md"], render_markdown(report))
+    write_text(paths["html"], render_html(report, out))
     return paths
 
 

@@ -40,7 +40,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import netclaims
-from netclaims.train import Progress, RunSpec, _write_atomic_json, checkpoint_name, train
+from netclaims._io import atomic_path, write_json
+from netclaims.train import Progress, RunSpec, checkpoint_name, train
 
 EXECUTORS = ("inline", "process", "ray")
 
@@ -136,9 +137,8 @@ class Run:
                 isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
             raise TypeError(f"derived result {name!r} must be a dict of tensors")
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".{path.name}.{os.getpid()}.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
         return tensors
 
     def checkpoint(self, epoch: int | None = None, *, step: int | None = None) -> nn.Module:
@@ -206,12 +206,12 @@ class Store:
             started = time.time()
             state = train(spec, work, device=device, data_root=self.data_root,
                           progress=progress)
-            _write_atomic_json(work / "history.json", state.history)
+            write_json(work / "history.json", state.history)
             for leftover in [*work.glob("state*"), *work.glob(".*")]:
                 leftover.unlink()
             files = {str(p.relative_to(work)): _sha256(p)
                      for p in [*sorted(work.rglob("*.safetensors")), work / "history.json"]}
-            _write_atomic_json(work / "manifest.json", {
+            write_json(work / "manifest.json", {
                 "key": spec.key, "spec": spec.to_dict(), "files": files,
                 "stopped_early": state.stopped, "epochs_trained": state.epoch,
                 "provenance": provenance(device), "train_seconds": state.seconds,
@@ -232,7 +232,8 @@ class Store:
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
         unique = list(dict.fromkeys(specs))
-        missing = [s for s in unique if not self.has(s)]
+        found = {s.key: self._verified(s) for s in unique}
+        missing = [s for s in unique if found[s.key] is None]
         report = progress or (lambda _event: None)
         total = len(missing)
         if missing:
@@ -245,7 +246,7 @@ class Store:
             else:
                 self._ray(missing, workers, device, report)
             report({"event": "run", "done": total, "total": total, "label": ""})
-        found = {s.key: self._verified(s) for s in unique}
+        found.update({s.key: self._verified(s) for s in missing})
         absent = [s.label for s in unique if found[s.key] is None]
         if absent:
             raise RuntimeError(f"runs missing from the store after training: {absent}")

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
@@ -26,6 +25,7 @@ from torch.nn import functional as F
 
 from netclaims import data as datasets
 from netclaims import models
+from netclaims._io import atomic_path, write_json
 from netclaims.data.augment import AUGMENTATIONS, augment, default_augmentation
 from netclaims.metrics.selectivity import mean_class_selectivity
 from netclaims.units import reduce_spatial
@@ -391,12 +391,6 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
     opt.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
 
 
-def _write_atomic_json(path: Path, payload: Any) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(payload, indent=1))
-    os.replace(tmp, path)
-
-
 def _save_state(workdir: Path, model: nn.Module, opt: torch.optim.Optimizer,
                 state: TrainState) -> None:
     """Weights and optimizer state in safetensors, the rest in JSON; the JSON names the
@@ -405,10 +399,9 @@ def _save_state(workdir: Path, model: nn.Module, opt: torch.optim.Optimizer,
     tensors = {f"model.{k}": v.detach().cpu().contiguous()
                for k, v in model.state_dict().items()}
     name = f"state_{state.epoch:04d}.safetensors"
-    tmp = workdir / f".{name}.{os.getpid()}.tmp"
-    save_file({**tensors, **opt_tensors}, str(tmp))
-    os.replace(tmp, workdir / name)
-    _write_atomic_json(workdir / "state.json", {
+    with atomic_path(workdir / name) as tmp:
+        save_file({**tensors, **opt_tensors}, str(tmp))
+    write_json(workdir / "state.json", {
         "tensors": name, "optimizer": opt_meta, "epoch": state.epoch, "step": state.step,
         "history": state.history, "stopped": state.stopped, "seconds": state.seconds})
     for old in workdir.glob("state_*.safetensors"):
@@ -430,10 +423,9 @@ def _load_state(workdir: Path, model: nn.Module, opt: torch.optim.Optimizer,
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
-              str(tmp))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
+                  str(tmp))
 
 
 Progress = Callable[[dict[str, Any]], None]

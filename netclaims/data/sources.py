@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from netclaims._io import atomic_path
 from netclaims.data import Dataset, register
 
 MNIST1D_VARIANTS = {"default": 5000, "large": 20000}
@@ -40,9 +41,8 @@ def _cached_arrays(tag: str, params: dict, make: callable) -> dict[str, np.ndarr
             path.unlink(missing_ok=True)  # a damaged cache file is rebuilt
     arrays = make()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
-    np.savez(tmp, **arrays)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: no suffix added
+        np.savez(f, **arrays)
     return arrays
 
 

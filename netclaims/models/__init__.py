@@ -17,7 +17,14 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from netclaims.models.architectures import MLP, VGG, ConvNet, PatchTransformer, PreActResNet18
+from netclaims.models.architectures import (
+    MLP,
+    VGG,
+    ConvNet,
+    PatchTransformer,
+    PreActResNet18,
+    default_stages,
+)
 from netclaims.units import Stages, select_layers
 
 Factory = Callable[..., nn.Module]
@@ -181,11 +188,7 @@ def stages_of(model: nn.Module) -> Stages:
     declared = getattr(model, "netclaims_stages", None)
     if declared is not None:
         return Stages.from_mapping(declared, model)
-    layers = select_layers(model, "auto")
-    if len(layers) < 3:
-        return Stages.from_mapping({"early": layers[:1], "late": layers[1:]} if len(layers) > 1
-                                   else {"early": layers}, model)
-    return Stages.by_depth(layers)
+    return Stages.from_mapping(default_stages(select_layers(model, "auto")), model)
 
 
 __all__ = ["INITS", "available", "create", "default_batchnorm", "initialize", "is_user_spec",

@@ -46,10 +46,12 @@ def _declare(model: nn.Module, units: list[str], preacts: list[str],
     model.netclaims_preactivations = dict(zip(units, preacts, strict=True))
 
 
-def _thirds(units: list[str]) -> dict[str, list[str]]:
+def default_stages(units: list[str]) -> dict[str, list[str]]:
+    """Depth-ordered unit layers split into thirds (early / intermediate / late); with fewer
+    than three layers, the first is early and the rest late. Empty stages are left out."""
     if len(units) >= 3:
         return {name: list(layers) for name, layers in Stages.by_depth(units).groups}
-    return {"early": units[:1], "late": units[1:]}
+    return {k: v for k, v in (("early", units[:1]), ("late", units[1:])) if v}
 
 
 class MLP(nn.Module):
@@ -73,7 +75,7 @@ class MLP(nn.Module):
         self.head = nn.Linear(prev, num_classes)
         units = [f"blocks.{i}.act" for i in range(layers)]
         pre = [f"blocks.{i}.{'bn' if batchnorm else 'linear'}" for i in range(layers)]
-        _declare(self, units, pre, _thirds(units))
+        _declare(self, units, pre, default_stages(units))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.blocks(self.flatten(x)))
@@ -289,7 +291,7 @@ class PatchTransformer(nn.Module):
         self.ln = nn.LayerNorm(d)
         self.head = nn.Linear(d, num_classes)
         units = [f"blocks.{i}.act" for i in range(n_blocks)]
-        _declare(self, units, [f"blocks.{i}.fc1" for i in range(n_blocks)], _thirds(units))
+        _declare(self, units, [f"blocks.{i}.fc1" for i in range(n_blocks)], default_stages(units))
 
     def _patches(self, x: torch.Tensor) -> torch.Tensor:
         p = self.patch
