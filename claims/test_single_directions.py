@@ -11,6 +11,8 @@ over seeds (bootstrap), so with 3 seeds the intervals are wide by design.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -105,9 +107,7 @@ def _per_seed_rho(runs, pairs) -> list[float]:
 
 
 def _mean_rho(cid: str, finding: str, rhos: list[float], rule: Rule, statistic: str):
-    est = stats.mean(rhos)
-    est = stats.Estimate(statistic, est.value, est.ci_low, est.ci_high, est.n, est.p_value,
-                         est.method)
+    est = replace(stats.mean(rhos), statistic=statistic)
     return judge(cid, est, rule, finding=finding, details={"per_seed_rho": rhos})
 
 
@@ -123,11 +123,9 @@ def _paired_bn_claim(cid: str, finding: str, arch, train_run, seeds, measure, ru
                      statistic: str):
     with_bn = [measure(r) for r in _runs(train_run, arch, seeds, True)]
     without = [measure(r) for r in _runs(train_run, arch, seeds, False)]
-    est = stats.mean_difference(with_bn, without, paired=True)
-    est = stats.Estimate(statistic, est.value, est.ci_low, est.ci_high, est.n, est.p_value,
-                         est.method)
+    est = replace(stats.mean_difference(with_bn, without, paired=True), statistic=statistic)
     return judge(cid, est, rule, finding=finding,
-                 details={"with_bn": with_bn, "without_bn": without}), with_bn, without
+                 details={"with_bn": with_bn, "without_bn": without})
 
 
 @claim("SD-7", finding="batch norm makes networks more robust to cumulative ablation",
@@ -146,7 +144,7 @@ def test_SD_7_batchnorm_robust_to_ablation(arch, train_run, seeds, save_figure):
         curves[run.spec.batchnorm].append(curve)
         return curve.auc
 
-    verdict, _, _ = _paired_bn_claim(
+    verdict = _paired_bn_claim(
         "SD-7", "batch norm makes networks more robust to cumulative ablation", arch,
         train_run, seeds, auc, Rule("greater"), "AUC(BN) - AUC(no BN)")
     fig, ax = plt.subplots(figsize=(5, 3.5))
@@ -168,11 +166,10 @@ def test_SD_8_batchnorm_lowers_selectivity(arch, train_run, seeds):
     ReLU on the MNIST-1D test set, averaged over units of each layer, then over layers; paired
     difference over seeds.
     """
-    verdict, _, _ = _paired_bn_claim(
+    return _paired_bn_claim(
         "SD-8", "batch norm lowers the class selectivity of units", arch, train_run, seeds,
         lambda run: _mean_over_layers(run, class_selectivity), Rule("less"),
         "SI(BN) - SI(no BN)")
-    return verdict
 
 
 @claim("SD-9", finding="batch norm raises the mutual information between units and class",
@@ -184,11 +181,10 @@ def test_SD_9_batchnorm_raises_mutual_information(arch, train_run, seeds):
     corrected) of every unit with the class on the MNIST-1D test set, averaged over units and
     layers; paired difference over seeds.
     """
-    verdict, _, _ = _paired_bn_claim(
+    return _paired_bn_claim(
         "SD-9", "batch norm raises the mutual information between units and class", arch,
         train_run, seeds, lambda run: _mean_over_layers(run, mutual_information),
         Rule("greater"), "MI(BN) - MI(no BN)")
-    return verdict
 
 
 @claim("SD-14", finding="class selectivity increases with depth", requires=["stages"])
@@ -241,9 +237,7 @@ def test_SD_16_early_units_more_important(arch, train_run, seeds, save_figure):
     ax.set(xlabel="layer", ylabel="mean loss increase", title=f"SD-16 importance, {arch}")
     ax.tick_params(axis="x", rotation=45)
     save_figure(fig, "importance-by-layer")
-    est = stats.mean(diffs)
-    est = stats.Estimate("importance(early) - importance(late)", est.value, est.ci_low,
-                         est.ci_high, est.n, est.p_value, est.method)
+    est = replace(stats.mean(diffs), statistic="importance(early) - importance(late)")
     return judge("SD-16", est, Rule("greater"),
                  finding="ablating units in early layers is more damaging than in later layers")
 
@@ -329,9 +323,8 @@ def test_SD_13_zero_ablation_less_damaging_than_mean(arch, train_run, seeds, sav
     runs = _runs(train_run, arch, seeds, False)
     zero = [_zero_curve(run, arch) for run in runs]
     mean = [_curve(run, arch, "mean") for run in runs]
-    est = stats.mean_difference([c.auc for c in zero], [c.auc for c in mean], paired=True)
-    est = stats.Estimate("AUC(zero) - AUC(mean)", est.value, est.ci_low, est.ci_high, est.n,
-                         est.p_value, est.method)
+    est = replace(stats.mean_difference([c.auc for c in zero], [c.auc for c in mean],
+                                        paired=True), statistic="AUC(zero) - AUC(mean)")
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for curves, color, label in ((zero, "tab:green", "zero"), (mean, "tab:red", "mean")):
         ax.plot(curves[0].x, np.mean([c.normalized.mean(0) for c in curves], axis=0),
