@@ -1,20 +1,27 @@
 """Claims of "On the importance of single directions for generalization" (Morcos et al. 2018).
 
 Shared smoke protocol (scaled from the paper's MNIST MLP / CIFAR-10 ConvNet / ImageNet
-ResNet): each architecture is trained on MNIST-1D (4000 / 1000) with its registry defaults,
-once with batch normalization and once without, for every seed (3 at smoke scale, 5 at paper
-scale). Units are taken after the ReLU; conv feature maps are averaged over positions for
-selectivity and ablated whole. Ablations follow the paper: every unit layer of an MLP, the last
-three unit layers of conv and residual nets. Effects are computed per seed and their CIs are
-over seeds (bootstrap), so with 3 seeds the intervals are wide by design.
+ResNet): for SD-7…SD-16 each architecture is trained on MNIST-1D (4000 / 1000) with its
+registry defaults, once with batch normalization and once without, for every seed (3 at smoke
+scale, 5 at paper scale). SD-1…SD-6 use the small task shared with the frivolous-units
+claims (``claims/conftest.py``): the first 1000 training samples, trained long enough to fit
+them even with shuffled labels, 8 checkpoints kept; with 0–100% of the labels shuffled
+(SD-1, SD-2, SD-6) or at 1/3, 1 and 3 times the registry's learning rate (the SD-3/SD-5
+zoo). Units
+are taken after the ReLU; conv feature maps are averaged over positions for selectivity and
+ablated whole. Ablations follow the paper: every unit layer of an MLP, the last three unit
+layers of conv and residual nets. Effects are computed per seed and their CIs are over seeds
+(bootstrap), so with 3 seeds the intervals are wide by design.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
+import pytest
 import torch
 
 from netclaims import models, stats
@@ -23,20 +30,43 @@ from netclaims.metrics import (
     Curve,
     ablation_curve,
     class_selectivity,
+    curve_auc,
     incoming_l1_norm,
     mutual_information,
+    noise_curve,
     single_unit_importance,
     unit_statistics,
 )
-from netclaims.stats import Rule, judge
+from netclaims.stats import Outcome, Rule, judge
 from netclaims.units import collect, incoming_layer
 
 ORDERINGS = 5
 EVAL_SAMPLES = 500
+NOISE_SCALES = tuple(np.logspace(-1, 1, 9))
+NOISE_REPEATS = 3
+CORRUPTED_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
+DROPOUT_FRACTIONS = (0.1, 0.2, 0.3)
+LR_SCALES = (1 / 3, 1.0, 3.0)
 
 
-def _runs(train_run, arch: Architecture, seeds: list[int], batchnorm: bool) -> list:
-    return [train_run(arch, seed=s, batchnorm=batchnorm) for s in seeds]
+@pytest.fixture
+def sd_runs(arch, train_runs, seeds) -> Callable[[bool], list]:
+    """``sd_runs(batchnorm)``: one run per seed on the full task with the registry's
+    protocol, with or without batch norm (SD-7…SD-16)."""
+    return lambda batchnorm: train_runs(arch, [{"seed": s, "batchnorm": batchnorm}
+                                               for s in seeds])
+
+
+@pytest.fixture
+def zoo_runs(arch, train_runs, run_spec, seeds, small_task) -> Callable[[float], list]:
+    """``zoo_runs(lr_scale)``: one run per seed on the small task with true labels and the
+    registry's learning rate times ``lr_scale`` (the SD-3/SD-5 zoo; SD-4 reads the
+    checkpoints of ``lr_scale=1``, which are SD-1's uncorrupted nets)."""
+    def make(lr_scale: float) -> list:
+        extra = {} if lr_scale == 1.0 else {"lr": run_spec(arch).lr * lr_scale}
+        return train_runs(arch, [{"seed": s, "label_noise": 0.0, "noise_seed": s,
+                                  **small_task, **extra} for s in seeds])
+    return make
 
 
 def _ablated_layers(model: torch.nn.Module, arch: Architecture) -> list[str]:
@@ -44,14 +74,21 @@ def _ablated_layers(model: torch.nn.Module, arch: Architecture) -> list[str]:
     return layers if "conv" not in arch.capabilities else layers[-3:]
 
 
-def _eval_set(run) -> tuple[torch.Tensor, torch.Tensor]:
-    return run.data.x_test[:EVAL_SAMPLES], run.data.y_test[:EVAL_SAMPLES]
+def _eval_set(run, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """The first samples of the test set, or of the training set with the labels the run was
+    trained on (corrupted ones included: memorizing nets are judged on what they fit)."""
+    data = run.data
+    if split == "train":
+        return data.x_train[:EVAL_SAMPLES], data.y_train[:EVAL_SAMPLES]
+    return data.x_test[:EVAL_SAMPLES], data.y_test[:EVAL_SAMPLES]
 
 
-def _curve(run, arch: Architecture, fill: str) -> Curve:
-    """Cumulative ablation curve of the paper's layers on the evaluation set, units clamped to
-    zero or to their mean over the training set (cached beside the run)."""
-    model = run.model
+def _curve(run, arch: Architecture, fill: str = "zero", *, split: str = "test",
+           epoch: int | None = None) -> Curve:
+    """Cumulative ablation curve of the paper's layers on an evaluation set, units clamped to
+    zero or to their mean over the training set, for the final model or the checkpoint at
+    ``epoch`` (cached beside the run)."""
+    model = run.model if epoch is None else run.checkpoint(epoch)
     layers = _ablated_layers(model, arch)
 
     def compute() -> dict[str, torch.Tensor]:
@@ -59,17 +96,33 @@ def _curve(run, arch: Architecture, fill: str) -> Curve:
         if fill == "mean":
             moments = unit_statistics(model, run.data.x_train, layers)
             means = {layer: moments[layer].mean.float() for layer in layers}
-        x, y = _eval_set(run)
+        x, y = _eval_set(run, split)
         return ablation_curve(model, x, y, layers, orderings=ORDERINGS, seed=run.spec.seed,
                               fill=means).to_tensors()
 
-    params = {"layers": layers, "fill": fill, "orderings": ORDERINGS, "samples": EVAL_SAMPLES}
+    params = {"layers": layers, "fill": fill, "orderings": ORDERINGS, "samples": EVAL_SAMPLES,
+              "split": split, "epoch": epoch}
     return Curve.from_tensors(run.derived("ablation-curve", params, compute), "accuracy",
                               "fraction")
 
 
-def _zero_curve(run, arch: Architecture) -> Curve:
-    return _curve(run, arch, "zero")
+def _noise_curve(run, arch: Architecture) -> Curve:
+    """Noise curve of the paper's layers on training samples (labels as trained): Gaussian
+    noise with per-unit std ``s · std_u`` (std_u over the training set), s log-spaced."""
+    model = run.model
+    layers = _ablated_layers(model, arch)
+
+    def compute() -> dict[str, torch.Tensor]:
+        moments = unit_statistics(model, run.data.x_train, layers)
+        x, y = _eval_set(run, "train")
+        return noise_curve(model, x, y, layers, {k: moments[k].std for k in layers},
+                           scales=NOISE_SCALES, repeats=NOISE_REPEATS,
+                           seed=run.spec.seed).to_tensors()
+
+    params = {"layers": layers, "scales": list(NOISE_SCALES), "repeats": NOISE_REPEATS,
+              "samples": EVAL_SAMPLES}
+    return Curve.from_tensors(run.derived("noise-curve", params, compute), "accuracy",
+                              "log10 scale")
 
 
 def _third_layers(model: torch.nn.Module) -> tuple[list[str], list[str]]:
@@ -119,18 +172,257 @@ def _mean_over_layers(run, metric) -> float:
     return float(np.mean([float(metric(acts[layer], y).mean()) for layer in layers]))
 
 
-def _paired_bn_claim(cid: str, finding: str, arch, train_run, seeds, measure, rule,
+def _paired_bn_claim(cid: str, finding: str, sd_runs, measure, rule,
                      statistic: str):
-    with_bn = [measure(r) for r in _runs(train_run, arch, seeds, True)]
-    without = [measure(r) for r in _runs(train_run, arch, seeds, False)]
+    with_bn = [measure(r) for r in sd_runs(True)]
+    without = [measure(r) for r in sd_runs(False)]
     est = replace(stats.mean_difference(with_bn, without, paired=True), statistic=statistic)
     return judge(cid, est, rule, finding=finding,
                  details={"with_bn": with_bn, "without_bn": without})
 
 
+def _memorizing_runs(train_runs, arch, seeds, small_task) -> dict[float, list]:
+    """One run per corrupted fraction and seed on the small task; each seed shuffles its own
+    labels (``noise_seed``), so the seeds are independent replicates."""
+    variants = [{"seed": s, "label_noise": f, "noise_seed": s, **small_task}
+                for f in CORRUPTED_FRACTIONS for s in seeds]
+    runs = iter(train_runs(arch, variants))
+    return {f: [next(runs) for _ in seeds] for f in CORRUPTED_FRACTIONS}
+
+
+def _by_fraction_figure(curves: dict[float, list[Curve]], xlabel: str, title: str):
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    colors = plt.cm.viridis(np.linspace(0, 0.9, len(curves)))
+    for color, (fraction, group) in zip(colors, curves.items(), strict=True):
+        mean = np.mean([c.normalized.mean(0) for c in group], axis=0)
+        x = group[0].x if group[0].x_axis == "fraction" else np.log10(group[0].x)
+        ax.plot(x, mean, color=color, label=f"{fraction:.2f} corrupted")
+    ax.set(xlabel=xlabel, ylabel="training accuracy / intact", title=title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+def _fraction_rho(cid: str, finding: str, aucs: dict[float, list[float]], statistic: str):
+    fractions = [f for f, values in aucs.items() for _ in values]
+    values = [v for group in aucs.values() for v in group]
+    est = replace(stats.correlation(fractions, values), statistic=statistic)
+    return judge(cid, est, Rule("less", min_effect=-0.5), finding=finding,
+                 details={"auc_by_fraction": {str(f): v for f, v in aucs.items()}})
+
+
+@claim("SD-1", finding="networks that memorize are more sensitive to cumulative ablation",
+       requires=["stages"])
+def test_SD_1_memorizing_nets_more_ablation_sensitive(arch, train_runs, seeds, small_task,
+                                                      save_figure):
+    """Spearman ρ(corrupted-label fraction, ablation AUC) < 0, ρ ≤ −0.5 (paper Fig. 1).
+
+    Scaled protocol: per seed, nets trained on the first 1000 MNIST-1D training samples with
+    0, 25, 50, 75 and 100% of the labels shuffled (each seed its own shuffle) for enough
+    epochs to fit them (paper: MNIST MLP, CIFAR-10 ConvNet, ImageNet ResNet trained to fit);
+    cumulative ablation of the paper's layers on 500 training samples scored against the
+    labels as trained (training accuracy, as the paper), 5 random orderings, normalized by
+    the intact training accuracy. ρ over the 5 × seeds (fraction, AUC) points.
+    """
+    runs = _memorizing_runs(train_runs, arch, seeds, small_task)
+    curves = {f: [_curve(r, arch, split="train") for r in group] for f, group in runs.items()}
+    save_figure(_by_fraction_figure(curves, "fraction of units ablated",
+                                    f"SD-1 ablation by corrupted fraction, {arch}"),
+                "ablation-by-corruption")
+    aucs = {f: [c.auc for c in group] for f, group in curves.items()}
+    return _fraction_rho("SD-1", "networks that memorize are more sensitive to cumulative "
+                         "ablation", aucs, "rho(corrupted fraction, ablation AUC)")
+
+
+@claim("SD-2", finding="networks that memorize are more sensitive to noise added to every "
+                       "unit", requires=["stages"])
+def test_SD_2_memorizing_nets_more_noise_sensitive(arch, train_runs, seeds, small_task,
+                                                   save_figure):
+    """Spearman ρ(corrupted-label fraction, noise-curve AUC) < 0, ρ ≤ −0.5 (paper Fig. 2).
+
+    Scaled protocol: the SD-1 nets; Gaussian noise added at once to every unit of the
+    paper's layers with std ``s · std_u`` (std_u the unit's std over the training set), 9
+    scales s log-spaced in [0.1, 10], 3 noise draws; training accuracy on 500 training
+    samples normalized by the intact one; AUC over log10 s divided by its range.
+    """
+    runs = _memorizing_runs(train_runs, arch, seeds, small_task)
+    curves = {f: [_noise_curve(r, arch) for r in group] for f, group in runs.items()}
+    save_figure(_by_fraction_figure(curves, "log10 noise scale (× unit std)",
+                                    f"SD-2 noise by corrupted fraction, {arch}"),
+                "noise-by-corruption")
+    aucs = {f: [c.auc for c in group] for f, group in curves.items()}
+    return _fraction_rho("SD-2", "networks that memorize are more sensitive to noise added "
+                         "to every unit", aucs, "rho(corrupted fraction, noise AUC)")
+
+
+def _zoo(zoo_runs, arch) -> list[dict]:
+    """The SD-3/SD-5 zoo: seeds × learning rates, with each model's AUC and final
+    accuracies."""
+    zoo = []
+    for lr_scale in LR_SCALES:
+        for run in zoo_runs(lr_scale):
+            last = run.history.iloc[-1]
+            zoo.append({"lr": run.spec.lr, "seed": run.spec.seed, "auc": _curve(run, arch).auc,
+                        "train_acc": float(last["train_acc"]),
+                        "test_acc": float(last["test_acc"])})
+    return zoo
+
+
+def _zoo_figure(zoo: list[dict], x: str, xlabel: str, title: str):
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    lrs = sorted({m["lr"] for m in zoo})
+    for lr, color in zip(lrs, plt.cm.plasma(np.linspace(0, 0.8, len(lrs))), strict=True):
+        group = [m for m in zoo if m["lr"] == lr]
+        ax.scatter([m[x] for m in group], [m["auc"] for m in group], color=color,
+                   label=f"lr {lr:.3g}")
+    ax.set(xlabel=xlabel, ylabel="ablation AUC", title=title)
+    ax.legend(fontsize=7)
+    return fig
+
+
+@claim("SD-3", finding="networks that generalize worse rely more on single directions",
+       requires=["stages"])
+def test_SD_3_worse_generalization_more_reliance(arch, zoo_runs, save_figure):
+    """Spearman ρ(ablation AUC, generalization error) < 0 (paper Fig. 3).
+
+    Scaled protocol: a zoo of identical topology and data (the small task, true labels, the
+    architecture's default batch norm), seeds × learning rates (the registry's × 1/3, 1, 3;
+    paper: 200 CIFAR-10 ConvNets
+    differing in seed, data order and learning rate); generalization error = final training
+    accuracy − test accuracy; AUC of the SD-7 ablation curve (500 test samples, 5
+    orderings). ρ over the models.
+    """
+    zoo = _zoo(zoo_runs, arch)
+    for m in zoo:
+        m["gen_error"] = m["train_acc"] - m["test_acc"]
+    save_figure(_zoo_figure(zoo, "gen_error", "generalization error (train − test acc.)",
+                            f"SD-3 AUC vs generalization error, {arch}"), "auc-vs-gen-error")
+    est = replace(stats.correlation([m["auc"] for m in zoo], [m["gen_error"] for m in zoo]),
+                  statistic="rho(AUC, generalization error)")
+    return judge("SD-3", est, Rule("less"), finding="networks that generalize worse rely "
+                 "more on single directions", details={"zoo": zoo})
+
+
+def _hit_rate(auc: np.ndarray, accuracy: np.ndarray, *, subsets: int = 1000,
+              seed: int = 0) -> tuple[float, float]:
+    """How often the best-AUC model of a random quarter of the zoo is in that quarter's top
+    10% by test accuracy, and that rate by chance."""
+    rng = np.random.default_rng(seed)
+    size = max(2, len(auc) // 4)
+    top = max(1, int(np.ceil(0.1 * size)))
+    hits = 0
+    for _ in range(subsets):
+        pick = rng.choice(len(auc), size, replace=False)
+        ranked = pick[np.argsort(-accuracy[pick], kind="stable")][:top]
+        hits += int(pick[np.argmax(auc[pick])] in ranked)
+    return hits / subsets, top / size
+
+
+@claim("SD-5", finding="ablation AUC selects hyperparameters", requires=["stages"])
+def test_SD_5_auc_selects_hyperparameters(arch, zoo_runs, save_figure):
+    """Spearman ρ(ablation AUC, test accuracy) > 0, ρ ≥ 0.5, and the best-AUC model of a
+    random quarter of the zoo lands in its top 10% by test accuracy more often than chance
+    (paper Fig. 4c: ρ = 0.914 over 192 CIFAR-10 models of 96 hyperparameter settings).
+
+    Scaled protocol: the SD-3 zoo (seeds × 3 learning rates); 1000 random subsets of a
+    quarter of the zoo (at least 2 models). The verdict is the rule on ρ; a hit rate at or
+    below chance turns a PASS into INCONCLUSIVE.
+    """
+    zoo = _zoo(zoo_runs, arch)
+    auc = np.array([m["auc"] for m in zoo])
+    accuracy = np.array([m["test_acc"] for m in zoo])
+    rate, chance = _hit_rate(auc, accuracy)
+    save_figure(_zoo_figure(zoo, "test_acc", "test accuracy",
+                            f"SD-5 AUC vs test accuracy, {arch}"), "auc-vs-test-accuracy")
+    est = replace(stats.correlation(auc, accuracy), statistic="rho(AUC, test accuracy)")
+    verdict = judge("SD-5", est, Rule("greater", min_effect=0.5),
+                    finding="ablation AUC selects hyperparameters",
+                    details={"zoo": zoo, "hit_rate": rate, "chance": chance})
+    if verdict.outcome is Outcome.PASS and rate <= chance:
+        verdict = replace(verdict, outcome=Outcome.INCONCLUSIVE,
+                          reason=f"top-10% hit rate {rate:.2f} is not above chance {chance:.2f}")
+    return verdict
+
+
+@claim("SD-4", finding="over training, ablation AUC and test loss are negatively correlated",
+       requires=["stages"])
+def test_SD_4_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
+    """Spearman ρ(ablation AUC, test loss) over checkpoints < 0, ρ ≤ −0.4 (paper Fig. 4a-b:
+    ρ = −0.728 for an MNIST MLP).
+
+    Scaled protocol: the SD-1 nets with true labels (small task, 8 checkpoints spread over
+    training; the paper's MLP trained on full MNIST); at each checkpoint, the SD-7 ablation
+    curve (500 test samples, 5 orderings) and the test loss from the training history; ρ
+    per seed, mean ρ over seeds with a CI over seeds.
+    """
+    rhos, traces = [], []
+    for run in zoo_runs(1.0):
+        history = run.history.set_index("epoch")
+        epochs = list(run.spec.checkpoint_epochs)
+        aucs = [_curve(run, arch, epoch=e).auc for e in epochs]
+        losses = history.loc[epochs, "test_loss"].to_numpy()
+        rhos.append(stats.correlation(aucs, losses, n_resamples=99).value)
+        traces.append((epochs, aucs, history))
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    loss_ax = ax.twinx()
+    for i, (epochs, aucs, history) in enumerate(traces):
+        ax.plot(epochs, aucs, color="tab:green", marker="o", alpha=0.7,
+                label="ablation AUC" if i == 0 else None)
+        loss_ax.plot(history.index, history["train_loss"], color="tab:blue", alpha=0.5,
+                     label="train loss" if i == 0 else None)
+        loss_ax.plot(history.index, history["test_loss"], color="tab:red", alpha=0.5,
+                     label="test loss" if i == 0 else None)
+    ax.set(xlabel="epoch", ylabel="ablation AUC", title=f"SD-4 AUC and losses, {arch}")
+    loss_ax.set_ylabel("loss")
+    fig.legend(loc="upper center", fontsize=7, ncol=3)
+    save_figure(fig, "auc-and-loss-over-training")
+    return _mean_rho("SD-4", "over training, ablation AUC and test loss are negatively "
+                     "correlated", rhos, Rule("less", min_effect=-0.4), "rho(AUC, test loss)")
+
+
+@claim("SD-6", finding="dropout protects against ablation only up to the dropout fraction",
+       requires=["stages"])
+def test_SD_6_dropout_protects_only_up_to_its_fraction(arch, train_runs, seeds, small_task,
+                                                        save_figure):
+    """AUC(true labels) − AUC(corrupted labels) over the part of the ablation curve past the
+    dropout fraction > 0 (paper Fig. 5a: MNIST MLPs with dropout 0.1, 0.2, 0.3).
+
+    Scaled protocol: the memorization task of SD-1 with dropout on every unit layer; seed i
+    uses dropout 0.1, 0.2 or 0.3 (cycling) and is trained once on true and once on fully
+    shuffled labels; ablation curves on 500 training samples (labels as trained, 5
+    orderings); AUC over fractions past the dropout fraction, divided by its width; paired
+    difference per seed, mean over seeds.
+    """
+    rates = [DROPOUT_FRACTIONS[i % len(DROPOUT_FRACTIONS)] for i in range(len(seeds))]
+    runs = iter(train_runs(arch, [{"seed": s, "dropout": p, "label_noise": f, "noise_seed": s,
+                                   **small_task}
+                                  for s, p in zip(seeds, rates, strict=True) for f in (0.0, 1.0)]))
+    diffs, pairs = [], []
+    for p in rates:
+        true, corrupted = (_curve(next(runs), arch, split="train") for _ in range(2))
+        partial = [float(np.mean([curve_auc(c.x, row, start=p) for row in c.normalized]))
+                   for c in (true, corrupted)]
+        diffs.append(partial[0] - partial[1])
+        pairs.append((p, true, corrupted))
+    fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 3.2), sharey=True,
+                             squeeze=False)
+    for ax, (p, true, corrupted) in zip(axes[0], pairs, strict=True):
+        ax.plot(true.x, true.normalized.mean(0), color="tab:blue", label="true labels")
+        ax.plot(corrupted.x, corrupted.normalized.mean(0), color="tab:red",
+                label="shuffled labels")
+        ax.axvline(p, color="gray", linestyle="--")
+        ax.set(xlabel="fraction ablated", title=f"dropout {p}")
+    axes[0][0].set_ylabel("training accuracy / intact")
+    axes[0][0].legend(fontsize=7)
+    fig.suptitle(f"SD-6 dropout and ablation, {arch}")
+    save_figure(fig, "dropout-curves")
+    est = replace(stats.mean(diffs), statistic="AUC past dropout, true - corrupted")
+    return judge("SD-6", est, Rule("greater"), finding="dropout protects against ablation "
+                 "only up to the dropout fraction", details={"per_seed": diffs})
+
+
 @claim("SD-7", finding="batch norm makes networks more robust to cumulative ablation",
        requires=["stages"])
-def test_SD_7_batchnorm_robust_to_ablation(arch, train_run, seeds, save_figure):
+def test_SD_7_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
     """AUC(BN) − AUC(no BN) > 0 (paper Fig. 5b, CIFAR-10 ConvNets).
 
     Scaled protocol: per seed, cumulative ablation curve on 500 MNIST-1D test samples, 11
@@ -140,13 +432,13 @@ def test_SD_7_batchnorm_robust_to_ablation(arch, train_run, seeds, save_figure):
     curves: dict[bool, list] = {True: [], False: []}
 
     def auc(run) -> float:
-        curve = _zero_curve(run, arch)
+        curve = _curve(run, arch)
         curves[run.spec.batchnorm].append(curve)
         return curve.auc
 
     verdict = _paired_bn_claim(
-        "SD-7", "batch norm makes networks more robust to cumulative ablation", arch,
-        train_run, seeds, auc, Rule("greater"), "AUC(BN) - AUC(no BN)")
+        "SD-7", "batch norm makes networks more robust to cumulative ablation",
+        sd_runs, auc, Rule("greater"), "AUC(BN) - AUC(no BN)")
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for bn, color in ((True, "tab:blue"), (False, "tab:purple")):
         mean = np.mean([c.normalized.mean(0) for c in curves[bn]], axis=0)
@@ -159,7 +451,7 @@ def test_SD_7_batchnorm_robust_to_ablation(arch, train_run, seeds, save_figure):
 
 
 @claim("SD-8", finding="batch norm lowers the class selectivity of units", requires=["stages"])
-def test_SD_8_batchnorm_lowers_selectivity(arch, train_run, seeds):
+def test_SD_8_batchnorm_lowers_selectivity(arch, sd_runs):
     """mean SI(BN) − mean SI(no BN) < 0 (paper Fig. 6a).
 
     Scaled protocol: class selectivity index (class means, eps 1e-6) of every unit after the
@@ -167,14 +459,14 @@ def test_SD_8_batchnorm_lowers_selectivity(arch, train_run, seeds):
     difference over seeds.
     """
     return _paired_bn_claim(
-        "SD-8", "batch norm lowers the class selectivity of units", arch, train_run, seeds,
+        "SD-8", "batch norm lowers the class selectivity of units", sd_runs,
         lambda run: _mean_over_layers(run, class_selectivity), Rule("less"),
         "SI(BN) - SI(no BN)")
 
 
 @claim("SD-9", finding="batch norm raises the mutual information between units and class",
        requires=["stages"])
-def test_SD_9_batchnorm_raises_mutual_information(arch, train_run, seeds):
+def test_SD_9_batchnorm_raises_mutual_information(arch, sd_runs):
     """mean MI(BN) − mean MI(no BN) > 0 (paper Fig. 6b).
 
     Scaled protocol: mutual information (bits; 10 equal-frequency bins, Miller–Madow
@@ -182,13 +474,13 @@ def test_SD_9_batchnorm_raises_mutual_information(arch, train_run, seeds):
     layers; paired difference over seeds.
     """
     return _paired_bn_claim(
-        "SD-9", "batch norm raises the mutual information between units and class", arch,
-        train_run, seeds, lambda run: _mean_over_layers(run, mutual_information),
+        "SD-9", "batch norm raises the mutual information between units and class", sd_runs,
+        lambda run: _mean_over_layers(run, mutual_information),
         Rule("greater"), "MI(BN) - MI(no BN)")
 
 
 @claim("SD-14", finding="class selectivity increases with depth", requires=["stages"])
-def test_SD_14_selectivity_increases_with_depth(arch, train_run, seeds, save_figure):
+def test_SD_14_selectivity_increases_with_depth(arch, sd_runs, save_figure):
     """Spearman ρ(layer depth, mean SI of the layer) > 0, ρ ≥ 0.5 (paper section 3.4).
 
     Scaled protocol: networks without batch norm; mean SI per unit layer on the MNIST-1D test
@@ -196,7 +488,7 @@ def test_SD_14_selectivity_increases_with_depth(arch, train_run, seeds, save_fig
     """
     depths, values = [], []
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for run in _runs(train_run, arch, seeds, False):
+    for run in sd_runs(False):
         model = run.model
         layers = models.stages_of(model).layers
         acts = collect(model, run.data.x_test, layers)
@@ -215,7 +507,7 @@ def test_SD_14_selectivity_increases_with_depth(arch, train_run, seeds, save_fig
 
 @claim("SD-16", finding="ablating units in early layers is more damaging than in later layers",
        requires=["stages"])
-def test_SD_16_early_units_more_important(arch, train_run, seeds, save_figure):
+def test_SD_16_early_units_more_important(arch, sd_runs, save_figure):
     """mean single-unit importance, earliest third of layers − latest third > 0 (paper
     section 3.4: "ablations in early layers were more impactful").
 
@@ -224,7 +516,7 @@ def test_SD_16_early_units_more_important(arch, train_run, seeds, save_figure):
     over units of the earliest third of unit layers minus the latest third; CI over seeds.
     """
     diffs, per_layer = [], []
-    for run in _runs(train_run, arch, seeds, False):
+    for run in sd_runs(False):
         early_layers, late_layers = _third_layers(run.model)
         importance = _importance(run)
         early = torch.cat([importance[layer] for layer in early_layers]).mean()
@@ -251,7 +543,7 @@ def _si_importance(run, layers: list[str], metric=class_selectivity):
 
 @claim("SD-10", finding="class selectivity is a poor predictor of a unit's importance",
        requires=["stages"])
-def test_SD_10_selectivity_poor_predictor_of_importance(arch, train_run, seeds, save_figure):
+def test_SD_10_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figure):
     """|Spearman ρ(SI, importance)| small: the CI of ρ within [-0.3, 0.3] (paper Fig. 7).
 
     Scaled protocol: networks without batch norm; for the units of the earliest and latest
@@ -259,19 +551,26 @@ def test_SD_10_selectivity_poor_predictor_of_importance(arch, train_run, seeds, 
     (500 samples) when the unit alone is zeroed; ρ over the units of each network; mean ρ over
     seeds with a bootstrap CI over seeds.
     """
-    runs = _runs(train_run, arch, seeds, False)
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    runs = sd_runs(False)
+    by_layer: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def pairs(run):
         early, late = _third_layers(run.model)
-        si, imp = _si_importance(run, list(dict.fromkeys(early + late)))
-        ax.scatter(si.numpy(), imp.numpy(), s=6, alpha=0.5, label=f"seed {run.spec.seed}")
-        return si, imp
+        layers = list(dict.fromkeys(early + late))
+        for layer in layers:
+            by_layer.setdefault(layer, []).append(_si_importance(run, [layer]))
+        return _si_importance(run, layers)
 
     rhos = _per_seed_rho(runs, pairs)
-    ax.set(xlabel="class selectivity", ylabel="loss increase when ablated",
-           title=f"SD-10 selectivity vs importance, {arch}")
-    ax.legend()
+    fig, axes = plt.subplots(1, len(by_layer), figsize=(2.8 * len(by_layer), 3), sharey=True,
+                             squeeze=False)
+    for ax, (layer, points) in zip(axes[0], by_layer.items(), strict=True):
+        ax.scatter(torch.cat([p[0] for p in points]).numpy(),
+                   torch.cat([p[1] for p in points]).numpy(), s=6, alpha=0.5)
+        ax.set(xlabel="class selectivity", title=layer)
+    axes[0][0].set_ylabel("loss increase when ablated")
+    fig.suptitle(f"SD-10/11 selectivity vs importance per layer (seeds pooled), {arch}")
+    fig.tight_layout()
     save_figure(fig, "selectivity-vs-importance")
     return _mean_rho("SD-10", "class selectivity is a poor predictor of a unit's importance",
                      rhos, Rule("within", band=(-0.3, 0.3)), "rho(SI, importance)")
@@ -279,12 +578,12 @@ def test_SD_10_selectivity_poor_predictor_of_importance(arch, train_run, seeds, 
 
 @claim("SD-11", finding="where selectivity relates to importance, the relation is negative "
                         "and driven by early layers", requires=["stages"])
-def test_SD_11_early_layers_negative_selectivity_importance(arch, train_run, seeds):
+def test_SD_11_early_layers_negative_selectivity_importance(arch, sd_runs):
     """ρ(SI, importance) in the earliest third of the unit layers < 0 (paper Fig. 7c).
 
     Scaled protocol: as SD-10, restricted to the units of the earliest third of the layers.
     """
-    runs = _runs(train_run, arch, seeds, False)
+    runs = sd_runs(False)
     rhos = _per_seed_rho(runs, lambda run: _si_importance(run, _third_layers(run.model)[0]))
     return _mean_rho("SD-11", "where selectivity relates to importance, the relation is "
                      "negative and driven by early layers", rhos, Rule("less"),
@@ -293,14 +592,14 @@ def test_SD_11_early_layers_negative_selectivity_importance(arch, train_run, see
 
 @claim("SD-12", finding="mutual information is also a poor predictor of importance",
        requires=["stages"])
-def test_SD_12_mutual_information_poor_predictor(arch, train_run, seeds):
+def test_SD_12_mutual_information_poor_predictor(arch, sd_runs):
     """|Spearman ρ(MI, importance)| small: the CI of ρ within [-0.3, 0.3] (paper section
     3.4).
 
     Scaled protocol: as SD-10 with the unit's mutual information with the class (bits, 10
     equal-frequency bins, Miller–Madow) instead of its selectivity.
     """
-    runs = _runs(train_run, arch, seeds, False)
+    runs = sd_runs(False)
 
     def pairs(run):
         early, late = _third_layers(run.model)
@@ -313,15 +612,15 @@ def test_SD_12_mutual_information_poor_predictor(arch, train_run, seeds):
 
 @claim("SD-13", finding="ablating to zero is less damaging than clamping to the mean",
        requires=["stages"])
-def test_SD_13_zero_ablation_less_damaging_than_mean(arch, train_run, seeds, save_figure):
+def test_SD_13_zero_ablation_less_damaging_than_mean(arch, sd_runs, save_figure):
     """AUC(zero) − AUC(mean) > 0 (paper appendix: ablation to the empirical mean).
 
     Scaled protocol: networks without batch norm; the SD-7 ablation curves (500 test samples,
     11 fractions, 5 orderings, the paper's layers) with units clamped to 0 and to their mean
     over the training set (every position of a feature map counted); paired over seeds.
     """
-    runs = _runs(train_run, arch, seeds, False)
-    zero = [_zero_curve(run, arch) for run in runs]
+    runs = sd_runs(False)
+    zero = [_curve(run, arch) for run in runs]
     mean = [_curve(run, arch, "mean") for run in runs]
     est = replace(stats.mean_difference([c.auc for c in zero], [c.auc for c in mean],
                                         paired=True), statistic="AUC(zero) - AUC(mean)")
@@ -339,7 +638,7 @@ def test_SD_13_zero_ablation_less_damaging_than_mean(arch, train_run, seeds, sav
 
 @claim("SD-15", finding="class selectivity is not positively related to the L1 norm of a "
                         "unit's incoming weights", requires=["stages"])
-def test_SD_15_selectivity_not_related_to_weight_norm(arch, train_run, seeds):
+def test_SD_15_selectivity_not_related_to_weight_norm(arch, sd_runs):
     """Spearman ρ(SI, L1 norm of incoming weights) ≤ 0, CI upper bound ≤ 0.2 (paper
     appendix).
 
@@ -347,7 +646,7 @@ def test_SD_15_selectivity_not_related_to_weight_norm(arch, train_run, seeds):
     linear layer can be found (the nearest one before it in execution order with as many
     outputs); SI on the MNIST-1D test set; ρ over the units of each network; mean over seeds.
     """
-    runs = _runs(train_run, arch, seeds, False)
+    runs = sd_runs(False)
 
     def pairs(run):
         model = run.model

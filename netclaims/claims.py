@@ -38,7 +38,7 @@ CAPABILITIES = ("stages", "conv", "batchnorm", "residual", "transformer", "dense
 SCALES: dict[str, dict[str, Any]] = {
     "smoke": {"min_seeds": 3, "dataset": "mnist1d", "device": "cpu",
               # what smoke scale shrinks to fit 2 CPU cores (a claim's own fields win)
-              "training": {"resnet18": {"width": 0.5, "epochs": 10},
+              "training": {"resnet18": {"width": 0.5, "depth": 0.5, "epochs": 10},
                            "vgg": {"epochs": 10}}},
     "paper": {"min_seeds": 5, "dataset": "mnist1d", "device": "auto", "training": {}},
 }

@@ -10,6 +10,7 @@ pytest-xdist workers to the controller in each test report's ``user_properties``
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -76,8 +77,10 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
                           "help": "training device (default: cpu at smoke, auto at paper)"}),
     ("store", "string", {"metavar": "DIR", "help": "run store (default: $NETCLAIMS_STORE or "
                                                    "~/.cache/netclaims/store)"}),
-    ("executor", "string", {"choices": ("inline", "process", "ray"),
-                            "help": "how zoos are trained (default: inline)"}),
+    ("executor", "string", {"choices": ("auto", "inline", "process", "ray"),
+                            "help": "how zoos are trained (default auto: a process pool, one "
+                                    "worker per CPU, when training on the CPU of a machine "
+                                    "with several and not under xdist; else inline)"}),
     ("data-root", "string", {"metavar": "DIR",
                              "help": "folder of local datasets such as CIFAR (never "
                                      "downloaded)"}),
@@ -125,10 +128,14 @@ def _settings(config: pytest.Config) -> Settings:
             raise pytest.UsageError(f"--netclaims-baseline {baseline_path}: {err}") from err
     save = _option(config, "save-baseline")
     root = Path(config.rootpath)
+    device = _option(config, "device") or SCALES[scale]["device"]
+    executor = _option(config, "executor") or "auto"
+    if executor == "auto":
+        parallel = device == "cpu" and (os.cpu_count() or 1) > 1 and not _is_worker(config)
+        executor = "process" if parallel else "inline"
     return Settings(
-        scale=scale, seeds=list(range(seeds)),
-        device=_option(config, "device") or SCALES[scale]["device"],
-        store_path=_option(config, "store"), executor=_option(config, "executor") or "inline",
+        scale=scale, seeds=list(range(seeds)), device=device,
+        store_path=_option(config, "store"), executor=executor,
         data_root=_option(config, "data-root"), archs=_option(config, "arch"),
         report_dir=root / (_option(config, "report") or "netclaims-report"),
         baseline=baseline, save_baseline=Path(save) if save else None,
@@ -289,6 +296,14 @@ class _Progress:
 def _spec(settings: Settings, arch: Architecture | str, fields: dict[str, Any]) -> RunSpec:
     scaled = SCALES[settings.scale]["training"].get(str(arch), {})
     return RunSpec(model=str(arch), **{"dataset": settings.dataset, **scaled, **fields})
+
+
+@pytest.fixture(scope="session")
+def run_spec(netclaims_settings: Settings) -> Callable[..., RunSpec]:
+    """``run_spec(arch, **spec_fields) -> RunSpec``: the spec ``train_run`` would train, with
+    the scale's overrides and the registry's defaults resolved (e.g. to read the number of
+    epochs before choosing checkpoints)."""
+    return lambda arch, **fields: _spec(netclaims_settings, arch, fields)
 
 
 @pytest.fixture(scope="session")

@@ -228,6 +228,31 @@ def slope(x: ArrayLike, y: ArrayLike, *, seed: int = 0, n_resamples: int = RESAM
                     f"{how}; permutation p (pairings), two-sided")
 
 
+def resampled(statistic: Callable[[np.ndarray], float], n: int, *, name: str,
+              seed: int = 0, n_resamples: int = 1999) -> Estimate:
+    """An estimate whose CI comes from resampling ``n`` independent units (training seeds)
+    with replacement, for statistics that are not a vectorized function of one array (e.g.
+    a width gain computed on the mean-over-seeds curve). ``statistic(indices)`` gets the
+    indices of the units in a resample (``arange(n)`` for the point estimate); the CI is the
+    percentile interval. No p-value."""
+    if n < 2:
+        raise ValueError(f"resampling needs at least 2 units, got {n}")
+    value = float(statistic(np.arange(n)))
+    rng = np.random.default_rng(seed)
+    draws = np.array([statistic(rng.integers(0, n, n)) for _ in range(n_resamples)], float)
+    finite = draws[np.isfinite(draws)]
+    if finite.size < n_resamples / 2:
+        raise ValueError(f"{name}: the statistic is undefined on {n_resamples - finite.size} "
+                         f"of {n_resamples} resamples")
+    alpha = (1 - CONFIDENCE) / 2
+    lo, hi = np.quantile(finite, [alpha, 1 - alpha])
+    dropped = n_resamples - finite.size
+    note = f", {dropped} undefined resamples dropped" if dropped else ""
+    return Estimate(name, value, float(lo), float(hi), n, None,
+                    f"bootstrap percentile over {n} units, {n_resamples} resamples, "
+                    f"seed {seed}{note}")
+
+
 def bootstrap_ci(data: Sequence[ArrayLike], statistic: Callable[..., np.ndarray], *,
                  paired: bool = False, seed: int = 0,
                  n_resamples: int = RESAMPLES) -> tuple[float, float]:

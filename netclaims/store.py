@@ -16,6 +16,7 @@ checksum; a damaged entry is removed and retrained. Weights are safetensors (no 
 
 from __future__ import annotations
 
+import atexit
 import concurrent.futures as cf
 import functools
 import hashlib
@@ -254,14 +255,12 @@ class Store:
 
     def _process_pool(self, specs: Sequence[RunSpec], workers: int | None, device: str,
                       report: Callable[[dict], None]) -> None:
-        workers = workers or max(1, min(len(specs), os.cpu_count() or 1))
-        context = multiprocessing.get_context("spawn")
-        with cf.ProcessPoolExecutor(workers, mp_context=context) as pool:
-            futures = [pool.submit(_train_in_worker, str(self.path), s.to_dict(), device,
-                                   self.data_root) for s in specs]
-            for done, future in enumerate(cf.as_completed(futures), start=1):
-                future.result()
-                report({"event": "run", "done": done, "total": len(specs), "label": ""})
+        pool = _worker_pool(workers or os.cpu_count() or 1)
+        futures = [pool.submit(_train_in_worker, str(self.path), s.to_dict(), device,
+                               self.data_root) for s in specs]
+        for done, future in enumerate(cf.as_completed(futures), start=1):
+            future.result()
+            report({"event": "run", "done": done, "total": len(specs), "label": ""})
 
     def _ray(self, specs: Sequence[RunSpec], workers: int | None, device: str,
              report: Callable[[dict], None]) -> None:
@@ -299,6 +298,16 @@ def _code_digest() -> str:
     for path in sorted(Path(netclaims.__file__).parent.rglob("*.py")):
         digest.update(path.read_bytes())
     return digest.hexdigest()
+
+
+@functools.cache
+def _worker_pool(workers: int) -> cf.ProcessPoolExecutor:
+    """One process pool per size for the life of the interpreter: starting workers (spawn,
+    importing torch) costs seconds, so every zoo of a session reuses them. Shut down at
+    exit."""
+    pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+    atexit.register(pool.shutdown, cancel_futures=True)
+    return pool
 
 
 def _train_in_worker(path: str, spec: dict, device: str, data_root: str | None) -> str:

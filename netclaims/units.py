@@ -595,13 +595,17 @@ class Intervention:
 
     ``output' = keep * output + (1 - keep) * fill + noise_std * N(0, 1)``, per unit, with
     ``keep`` and ``noise_std`` of shape ``(M, units)`` and ``fill`` of shape ``(units,)``
-    (zeros when None). Build one with :func:`ablation` or :func:`noise`.
+    (zeros when None). Build one with :func:`ablation` or :func:`noise`. With
+    ``per_position`` every element of a sample's output is its own unit (a feature map's
+    positions counted separately, as the frivolous-units paper prunes them), flattened in the
+    output's order.
     """
 
     units: int
     keep: torch.Tensor | None = None
     fill: torch.Tensor | None = None
     noise_std: torch.Tensor | None = None
+    per_position: bool = False
     masks: int = field(init=False)
 
     def __post_init__(self) -> None:
@@ -635,10 +639,12 @@ class Intervention:
             keep=None if self.keep is None else self.keep[rows],
             fill=self.fill,
             noise_std=None if self.noise_std is None else self.noise_std[rows],
+            per_position=self.per_position,
         )
 
     def without_noise(self) -> Intervention:
-        return Intervention(self.units, keep=self.keep, fill=self.fill)
+        return Intervention(self.units, keep=self.keep, fill=self.fill,
+                            per_position=self.per_position)
 
 
 def ablation(units: int, ablated: torch.Tensor | Sequence[int], *,
@@ -667,10 +673,12 @@ def noise(std: torch.Tensor) -> Intervention:
     return Intervention(int(s.shape[-1]), noise_std=s)
 
 
-def _broadcast(values: torch.Tensor, expanded_ndim: int, unit_axis: int) -> torch.Tensor:
-    """``(M, U)`` -> a view broadcastable against ``(M, B, ...)`` with units at
-    ``unit_axis + 1``."""
-    shape = [1] * expanded_ndim
+def _broadcast(values: torch.Tensor, expanded: torch.Size, unit_axis: int | None) -> torch.Tensor:
+    """``(M, U)`` -> a view broadcastable against ``expanded = (M, B, ...)`` with units at
+    ``unit_axis + 1``, or (``unit_axis=None``) units spanning every element after ``B``."""
+    if unit_axis is None:
+        return values.reshape(values.shape[0], 1, *expanded[2:])
+    shape = [1] * len(expanded)
     shape[0] = values.shape[0]
     shape[unit_axis + 1] = values.shape[1]
     return values.reshape(shape)
@@ -720,11 +728,12 @@ class intervene(_Hooks):  # noqa: N801 - used like a function
                 return None
             iv = self.interventions[key]
             out = _as_output_tensor(output, name)
-            axis = _unit_axis(module, out.ndim)
+            axis = None if iv.per_position else _unit_axis(module, out.ndim)
+            found = out[0].numel() if axis is None else out.shape[axis]
             if axis == 0:
                 raise ValueError(f"layer {name!r}: the unit axis cannot be the batch axis")
-            if out.shape[axis] != iv.units:
-                raise ValueError(f"layer {key!r} has {out.shape[axis]} units but its "
+            if found != iv.units:
+                raise ValueError(f"layer {key!r} has {found} units but its "
                                  f"intervention was built for {iv.units}")
             m, b = self.masks, self._counter.batch_size
             rows = out.shape[0]
@@ -737,15 +746,15 @@ class intervene(_Hooks):  # noqa: N801 - used like a function
                     f"layer {key!r} saw a batch of {rows} rows, expected {b} or {m * b}")
             else:
                 out = out.unsqueeze(0)
-            ndim, dev, dt = out.ndim, out.device, out.dtype
+            shape, dev, dt = out.shape, out.device, out.dtype
             result = out
             if iv.keep is not None:
-                keep = _broadcast(self._on(key, "keep", iv.keep, dev, dt), ndim, axis)
+                keep = _broadcast(self._on(key, "keep", iv.keep, dev, dt), shape, axis)
                 fill = (0.0 if iv.fill is None else
-                        _broadcast(self._on(key, "fill", iv.fill[None], dev, dt), ndim, axis))
+                        _broadcast(self._on(key, "fill", iv.fill[None], dev, dt), shape, axis))
                 result = result * keep + (1.0 - keep) * fill
             if iv.noise_std is not None:
-                std = _broadcast(self._on(key, "std", iv.noise_std, dev, dt), ndim, axis)
+                std = _broadcast(self._on(key, "std", iv.noise_std, dev, dt), shape, axis)
                 eps = torch.randn(result.shape, generator=self.generator, dtype=torch.float32,
                                   device="cpu" if self.generator is None
                                   else self.generator.device).to(dev, dt)
@@ -833,14 +842,17 @@ def intervened_outputs(model: nn.Module, inputs: torch.Tensor,
     return torch.cat(results, dim=1)
 
 
-def unit_counts(model: nn.Module, layers: Sequence[str], example: torch.Tensor) -> dict[str, int]:
-    """Number of units of each layer, read from one forward pass on ``example``."""
-    shapes = collect(model, example[:1], layers, reduce="mean")
+def unit_counts(model: nn.Module, layers: Sequence[str], example: torch.Tensor, *,
+                per_position: bool = False) -> dict[str, int]:
+    """Number of units of each layer, read from one forward pass on ``example``; with
+    ``per_position``, every position of a feature map counts as a unit."""
+    shapes = collect(model, example[:1], layers, reduce="none" if per_position else "mean")
     missing = [k for k in layers if k not in shapes]
     if missing:
         raise ValueError(f"layers never called by a forward pass (or called several times; "
                          f"name the call as 'name#k'): {missing}")
-    return {k: int(shapes[k].shape[1]) for k in layers}
+    return {k: int(shapes[k][0].numel() if per_position else shapes[k].shape[1])
+            for k in layers}
 
 
 def incoming_layer(model: nn.Module, layer: str, example: torch.Tensor) -> str:

@@ -48,6 +48,30 @@ def test_curve_auc_rules():
         curve_auc([0, 0.6, 0.5, 1], [1, 1, 1, 1])
 
 
+def test_partial_auc_past_a_fraction():
+    x, y = [0, 0.5, 1], [1.0, 1.0, 0.0]
+    assert curve_auc(x, y, start=0.5) == pytest.approx(0.5)
+    # start between grid points: y interpolated at 0.25 (1.0), area 0.25 + 0.25 over 0.75
+    assert curve_auc(x, y, start=0.25) == pytest.approx((0.25 + 0.25) / 0.75)
+    assert curve_auc(x, y, start=0.0) == curve_auc(x, y)
+    with pytest.raises(ValueError, match="start"):
+        curve_auc(x, y, start=1.0)
+
+
+def test_per_position_ablation_curve_counts_positions():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(30, 4)).eval()
+    x = torch.randn(50, 1, 10)
+    y = model(x).argmax(1)
+    by_position = ablation_curve(model, x, y, ["1"], measure="unchanged", per_position=True,
+                                 fractions=[0, 0.5, 1], orderings=2)
+    by_channel = ablation_curve(model, x, y, ["1"], measure="unchanged",
+                                fractions=[0, 0.5, 1], orderings=2)
+    assert by_position.values[:, 0].tolist() == [1.0, 1.0]
+    np.testing.assert_array_equal(by_position.values[:, -1], by_channel.values[:, -1])
+
+
 def test_ablation_curve_starts_at_intact_and_falls(trained):
     model, x, y = trained
     curve = ablation_curve(model, x, y, ["1", "3"], orderings=4, seed=1)

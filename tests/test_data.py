@@ -84,3 +84,15 @@ def test_augmentation_is_seeded_and_keeps_content():
     assert out.shape == img.shape and not torch.equal(out, img)
     with pytest.raises(ValueError, match="needs"):
         data.augment(img, "shift", torch.Generator())
+
+
+def test_train_size_keeps_the_first_samples_before_corruption():
+    full = data.load("mnist1d")
+    small = data.load("mnist1d", train_size=1000, label_noise=0.5, noise_seed=1)
+    assert small.x_train.shape[0] == 1000 and small.x_test.shape == full.x_test.shape
+    assert torch.equal(small.x_train, full.x_train[:1000])
+    assert torch.equal(small.clean_y_train, full.y_train[:1000])
+    assert small.corrupted.numel() == 500 and small.options["train_size"] == 1000
+    for bad in (0, 4001, 2.5, True):
+        with pytest.raises(ValueError, match="train_size"):
+            data.load("mnist1d", train_size=bad)

@@ -60,10 +60,20 @@ def test_redundancy_of_conv_maps_uses_positions_as_samples():
 def test_width_gain():
     assert width_gain([0.25, 0.5, 1, 2, 4], [1, 2, 4, 8, 16]) == pytest.approx(2.0)
     assert width_gain([1, 2, 4], [0, 3, 9]) == pytest.approx(3.0)
-    with pytest.raises(ValueError, match="doublings"):
-        width_gain([1, 3], [1, 2])
+    with pytest.raises(ValueError, match="common ratio"):
+        width_gain([1, 2, 8], [1, 2, 3])
+    with pytest.raises(ValueError, match="common ratio"):
+        width_gain([1, 1], [1, 2])
     with pytest.raises(ValueError, match="undefined"):
         width_gain([1, 2], [0, 0])
+
+
+def test_width_gain_of_quadruplings_is_per_doubling():
+    # a quantity that grows 3x per doubling grows 9x per quadrupling
+    assert width_gain([0.25, 1, 4], [1, 9, 81]) == pytest.approx(3.0)
+    full = [1, 3, 9, 27, 81]
+    assert width_gain([0.25, 1, 4], full[::2]) == pytest.approx(
+        width_gain([0.25, 0.5, 1, 2, 4], full))
 
 
 def _narrow(seed: int = 0) -> tuple[nn.Linear, nn.Linear, torch.Tensor]:
@@ -111,3 +121,20 @@ def test_constructions_move_prunability_and_redundancy_as_the_paper_says():
     assert prunable(nets["orthogonal"]) > base_p and redundant(nets["orthogonal"]) < base_r + 2
     assert redundant(nets["balanced"]) >= base_r + 7
     assert prunable(nets["balanced"]) <= base_p
+
+
+def test_orthogonal_construction_without_room_uses_independent_directions():
+    torch.manual_seed(3)
+    hidden, out = nn.Linear(8, 8).double(), nn.Linear(8, 3).double()
+    x = torch.randn(300, 8, dtype=torch.float64)
+    wide = _net(*widen_last_hidden(hidden, out, "orthogonal", inputs=x))
+    torch.testing.assert_close(wide(x), _net(hidden, out)(x), rtol=0, atol=1e-12)
+    extra = torch.relu(wide[0](x))[:, 8:]
+    active = (extra > 0).double().mean(0)
+    # biases at the median pre-activation: every extra unit is active on half the inputs
+    torch.testing.assert_close(active, torch.full((8,), 0.5, dtype=torch.float64),
+                               rtol=0, atol=1 / 300 + 1e-12)
+    both = torch.relu(wide[0](x))
+    assert torch.linalg.matrix_rank(both - both.mean(0)) == 16
+    with pytest.raises(ValueError, match="features"):
+        widen_last_hidden(hidden, out, "orthogonal", inputs=torch.randn(5, 7))

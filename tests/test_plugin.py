@@ -227,6 +227,25 @@ def test_settings(scale, seeds, device):
     claims_env.runpytest().assert_outcomes(passed=1)
 
 
+def test_run_spec_resolves_scale_overrides_and_auto_executor(claims_env, monkeypatch):
+    claims_env.makepyfile(test_s='''
+import os
+
+def test_spec(run_spec, netclaims_settings):
+    spec = run_spec("resnet18", seed=2)
+    assert (spec.width, spec.depth, spec.epochs, spec.seed) == (0.5, 0.5, 10, 2)
+    assert run_spec("resnet18", width=1.0).width == 1.0
+    assert run_spec("mlp").epochs == 30 and run_spec("mlp", epochs=3).epochs == 3
+    several = (os.cpu_count() or 1) > 1
+    expected = os.environ.get("EXPECT") or ("process" if several else "inline")
+    assert netclaims_settings.executor == expected
+''')
+    claims_env.runpytest().assert_outcomes(passed=1)
+    monkeypatch.setenv("EXPECT", "inline")
+    claims_env.runpytest("--netclaims-device", "cuda").assert_outcomes(passed=1)
+    claims_env.runpytest("--netclaims-executor", "inline").assert_outcomes(passed=1)
+
+
 XDIST_CLAIMS = '''
 import os
 from netclaims.claims import claim

@@ -115,3 +115,27 @@ def test_generic_bootstrap_and_permutation_helpers():
     p = stats.permutation_pvalue([x, x + 100], lambda a, b, axis=-1: np.mean(a, axis=axis)
                                  - np.mean(b, axis=axis), n_resamples=500)
     assert p < 0.01
+
+
+def test_resampled_estimate_over_units():
+    values = np.array([1.0, 2.0, 3.0, 10.0])
+
+    def ratio_of_means(idx: np.ndarray) -> float:  # not a vectorized statistic
+        return float(values[idx].mean() / values.mean())
+
+    est = stats.resampled(ratio_of_means, 4, name="ratio", n_resamples=999)
+    assert est.value == pytest.approx(1.0) and est.n == 4 and est.p_value is None
+    assert est.ci_low < 1.0 < est.ci_high and est.ci_high <= 10.0 / values.mean()
+    assert est == stats.resampled(ratio_of_means, 4, name="ratio", n_resamples=999)
+    assert "999 resamples" in est.method
+
+
+def test_resampled_rejects_too_few_units_and_mostly_undefined_statistics():
+    with pytest.raises(ValueError, match="at least 2"):
+        stats.resampled(lambda idx: 0.0, 1, name="x")
+
+    def undefined_unless_all_distinct(idx: np.ndarray) -> float:
+        return 1.0 if len(set(idx.tolist())) == len(idx) else float("nan")
+
+    with pytest.raises(ValueError, match="undefined"):
+        stats.resampled(undefined_unless_all_distinct, 5, name="x", n_resamples=200)

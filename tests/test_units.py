@@ -298,3 +298,39 @@ def test_incoming_layer_found_by_execution_order(conv_model, mlp_model):
     assert units.incoming_layer(mlp_model, "3", torch.randn(2, 6)) == "2"
     with pytest.raises(UnknownLayerError):
         units.incoming_layer(mlp_model, "nope", torch.randn(2, 6))
+
+
+def test_per_position_ablation_knocks_out_single_positions(conv_model):
+    x = torch.randn(5, 1, 20)
+    layer = "features.1"
+    counts = units.unit_counts(conv_model, [layer], x, per_position=True)
+    assert counts == {layer: 8 * 20}
+    keep = torch.ones(8 * 20)
+    keep[3 * 20 + 7] = 0.0  # channel 3, position 7
+    iv = Intervention(8 * 20, keep=keep, per_position=True)
+    with intervene(conv_model, {layer: iv}), Recorder(conv_model, [layer], reduce="none") as rec:
+        conv_model(x)
+    got = rec.activations[layer]
+    assert torch.all(got[:, 3, 7] == 0)
+    expected = torch.relu(conv_model.features[0](x))
+    torch.testing.assert_close(got[:, 3, 8], expected[:, 3, 8])
+    torch.testing.assert_close(got[:, 2, 7], expected[:, 2, 7])
+
+
+def test_per_position_ablation_of_every_position_equals_channel_ablation(conv_model):
+    x = torch.randn(6, 1, 20)
+    channels = torch.zeros(2, 8, dtype=torch.bool)
+    channels[0, [1, 4]] = True
+    channels[1] = True
+    positions = channels.repeat_interleave(20, dim=1)
+    by_channel = intervened_outputs(conv_model, x, {"features.1": ablation(8, channels)})
+    by_position = intervened_outputs(conv_model, x, {"features.1": Intervention(
+        160, keep=(~positions).float(), per_position=True)})
+    torch.testing.assert_close(by_position, by_channel)
+
+
+def test_per_position_intervention_checks_the_element_count(conv_model):
+    iv = Intervention(8, keep=torch.ones(8), per_position=True)
+    with pytest.raises(ValueError, match="160 units"), intervene(conv_model,
+                                                                 {"features.1": iv}):
+        conv_model(torch.randn(2, 1, 20))

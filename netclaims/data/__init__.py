@@ -84,8 +84,10 @@ def _builder(name: str) -> Builder:
 
 
 def load(name: str, *, superclasses: Sequence[Sequence[int]] | None = None,
-         label_noise: float = 0.0, noise_seed: int = 0, **options: object) -> Dataset:
-    """Build dataset ``name`` with its ``options``; optionally group its classes into
+         label_noise: float = 0.0, noise_seed: int = 0, train_size: int | None = None,
+         **options: object) -> Dataset:
+    """Build dataset ``name`` with its ``options``; optionally keep only the first
+    ``train_size`` training samples (a smaller task to memorize), group its classes into
     ``superclasses`` and shuffle a ``label_noise`` fraction of the training labels."""
     builder = _builder(name)
     valid = options_of(name)
@@ -94,12 +96,21 @@ def load(name: str, *, superclasses: Sequence[Sequence[int]] | None = None,
         raise ValueError(f"dataset {name!r} has no option(s) {sorted(unknown)}; "
                          f"its options are {valid}")
     data = builder(**options)
+    if train_size is not None:
+        available_ = data.x_train.shape[0]
+        if isinstance(train_size, bool) or not isinstance(train_size, int) \
+                or not 1 <= train_size <= available_:
+            raise ValueError(f"train_size must be an integer in 1..{available_} for "
+                             f"{name!r}, got {train_size!r}")
+        data = replace(data, x_train=data.x_train[:train_size],
+                       y_train=data.y_train[:train_size])
     if superclasses is not None:
         data = group_classes(data, superclasses)
     if label_noise:
         data = corrupt_labels(data, label_noise, seed=noise_seed)
     return replace(data, options={**data.options, **options, "superclasses": superclasses,
-                                  "label_noise": label_noise, "noise_seed": noise_seed})
+                                  "label_noise": label_noise, "noise_seed": noise_seed,
+                                  "train_size": train_size})
 
 
 from netclaims.data import sources as _sources  # noqa: E402, F401  (registers the builders)

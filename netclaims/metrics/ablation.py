@@ -76,12 +76,15 @@ class Curve:
                    aucs=tensors["aucs"].numpy())
 
 
-def curve_auc(x: Sequence[float], y: Sequence[float], *, log_x: bool = False) -> float:
+def curve_auc(x: Sequence[float], y: Sequence[float], *, log_x: bool = False,
+              start: float = 0.0) -> float:
     """Trapezoid area under ``y(x)``.
 
     For ablation curves ``x`` must run from 0 to 1 (fraction of units ablated), so the AUC is
-    the mean normalized performance. With ``log_x`` (noise curves) the area is taken over
-    ``log10 x`` and divided by the log range, again a mean level.
+    the mean normalized performance. ``start`` keeps only the part of the curve past that
+    fraction (``y`` interpolated linearly at ``start``) and divides by ``1 - start``, again a
+    mean level (Morcos et al. 2018, dropout: the curve past the dropout fraction). With
+    ``log_x`` (noise curves) the area is taken over ``log10 x`` and divided by the log range.
     """
     xs = as_tensor(x, "x", ndim=1, dtype=torch.float64).numpy()
     ys = as_tensor(y, "y", ndim=1, dtype=torch.float64).numpy()
@@ -96,7 +99,13 @@ def curve_auc(x: Sequence[float], y: Sequence[float], *, log_x: bool = False) ->
         return float(np.trapezoid(ys, lx) / (lx[-1] - lx[0]))
     if xs[0] != 0 or xs[-1] != 1:
         raise ValueError(f"ablation fractions must run from 0 to 1, got {xs[0]}..{xs[-1]}")
-    return float(np.trapezoid(ys, xs))
+    if not 0.0 <= start < 1.0:
+        raise ValueError(f"start must lie in [0, 1), got {start}")
+    if start > 0:
+        keep = xs > start
+        ys = np.concatenate([[np.interp(start, xs, ys)], ys[keep]])
+        xs = np.concatenate([[start], xs[keep]])
+    return float(np.trapezoid(ys, xs) / (1.0 - start))
 
 
 def unit_statistics(model: nn.Module, data: object, layers: Sequence[str], *,
@@ -135,8 +144,9 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
                    fractions: Sequence[float] = tuple(np.linspace(0, 1, 11)),
                    orderings: int | Mapping[str, torch.Tensor] = 5,
                    fill: Mapping[str, torch.Tensor] | None = None,
-                   measure: str = "accuracy", seed: int = 0, batch_size: int = 256,
-                   mask_chunk: int = 16, strategy: str = "auto") -> Curve:
+                   measure: str = "accuracy", per_position: bool = False, seed: int = 0,
+                   batch_size: int = 256, mask_chunk: int = 16,
+                   strategy: str = "auto") -> Curve:
     """Cumulative ablation curve (Morcos et al. 2018, section 2.2).
 
     For each fraction ``f``, every layer in ``layers`` has its first ``round(f · units)``
@@ -145,14 +155,16 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
     orderings (seeded by ``seed``) or, per layer, a ``(repeats, units)`` tensor of explicit
     orderings (e.g. most selective first). ``measure`` is ``"accuracy"`` against ``labels``
     or ``"unchanged"``: the fraction of predictions equal to the intact model's
-    (frivolous-units paper). AUC: trapezoid over fractions 0..1 of the normalized curve.
+    (frivolous-units paper). ``per_position`` ablates each position of a feature map as its
+    own unit (the frivolous-units paper's prunability) instead of whole channels. AUC:
+    trapezoid over fractions 0..1 of the normalized curve.
     """
     check_choice(measure, "measure", MEASURES)
     inputs, y = _inputs_labels(inputs, labels)
     fr = as_tensor(list(fractions), "fractions", ndim=1, dtype=torch.float64).numpy()
     if fr.min() < 0 or fr.max() > 1:
         raise ValueError("fractions must lie in [0, 1]")
-    counts = unit_counts(model, layers, inputs)
+    counts = unit_counts(model, layers, inputs, per_position=per_position)
     orders = _orderings(orderings, counts, seed)
     repeats = {v.shape[0] for v in orders.values()}
     if len(repeats) != 1:
@@ -165,7 +177,8 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
             for j, f in enumerate(fr):
                 keep[i * len(fr) + j, orders[layer][i, :round(f * units)]] = 0.0
         interventions[layer] = Intervention(units, keep=keep,
-                                            fill=None if fill is None else fill[layer])
+                                            fill=None if fill is None else fill[layer],
+                                            per_position=per_position)
     reference = _predictions(model, inputs, batch_size).argmax(-1)
     outputs = intervened_outputs(model, inputs, interventions, batch_size=batch_size,
                                  mask_chunk=mask_chunk, strategy=strategy)

@@ -82,16 +82,24 @@ def redundant_fraction(activations: ArrayLike, *, tolerance: float = 0.05,
 def width_gain(widths: Sequence[float], values: Sequence[float]) -> float:
     """Gain ``g``: the mean over consecutive doublings of width of ``value(2k) / value(k)``
     (Casper et al. 2021). Pairs where either value is 0 are skipped; ``g > 2`` means the
-    quantity outpaces width."""
+    quantity outpaces width.
+
+    Widths may also step by another common ratio ``r`` (e.g. quadruplings, ¼ → 1 → 4, for a
+    cheaper series); each step's ratio is then taken per doubling,
+    ``(value(r·k) / value(k)) ** (1 / log2 r)``, which is the definition above when ``r = 2``.
+    """
     w = as_tensor(list(widths), "widths", ndim=1, dtype=torch.float64).numpy()
     v = as_tensor(list(values), "values", ndim=1, dtype=torch.float64).numpy()
     if w.size != v.size or w.size < 2:
         raise ValueError("widths and values need the same length >= 2")
     order = np.argsort(w)
     w, v = w[order], v[order]
-    if not np.allclose(w[1:] / w[:-1], 2.0):
-        raise ValueError(f"widths must be consecutive doublings, got {w.tolist()}")
-    ratios = [b / a for a, b in pairwise(v) if a != 0 and b != 0]
+    steps = w[1:] / w[:-1]
+    if not (np.allclose(steps, steps[0]) and steps[0] > 1):
+        raise ValueError(f"widths must grow by one common ratio > 1 (e.g. doublings), "
+                         f"got {w.tolist()}")
+    per_doubling = 1.0 / np.log2(steps[0])
+    ratios = [(b / a) ** per_doubling for a, b in pairwise(v) if a != 0 and b != 0]
     if not ratios:
         raise ValueError("every consecutive pair has a zero value: the gain is undefined")
     return float(np.mean(ratios))
@@ -101,7 +109,8 @@ CONSTRUCTIONS = ("duplicate", "orthogonal", "balanced")
 
 
 def widen_last_hidden(hidden: nn.Linear, output: nn.Linear, construction: str, *,
-                      balance: float = 100.0, seed: int = 0) -> tuple[nn.Linear, nn.Linear]:
+                      balance: float = 100.0, inputs: torch.Tensor | None = None,
+                      seed: int = 0) -> tuple[nn.Linear, nn.Linear]:
     """Double the last hidden layer of a narrow net so the wide net computes exactly the same
     function (Casper et al. 2021, section 3). ``hidden`` maps to the units ``u`` (a ReLU is
     assumed between the two layers), ``output`` holds ``θ``.
@@ -109,7 +118,14 @@ def widen_last_hidden(hidden: nn.Linear, output: nn.Linear, construction: str, *
     * ``"duplicate"``: units ``[u, u]``, outgoing ``[θ, 0]`` — more prunable and more
       redundant;
     * ``"orthogonal"``: units ``[u, v]`` with incoming weights of ``v`` orthogonal to those of
-      ``u`` and to each other, outgoing ``[θ, 0]`` — more prunable, not more redundant;
+      ``u`` and to each other, outgoing ``[θ, 0]`` — more prunable, not more redundant. The
+      paper asks for activities orthogonal across the data, which a ReLU layer cannot promise;
+      orthogonal incoming weights make ``v`` linearly independent of ``u``. When the layer
+      has fewer than ``2 × units`` inputs there is no orthogonal complement and ``v`` gets
+      seeded Gaussian incoming weights of the same norms (independent almost surely). Given
+      ``inputs`` (samples of the layer's input), each extra unit's bias is set to minus the
+      median of its pre-activation over them, so it is active on half the data: neither
+      dead (constant, hence redundant) nor linear; without, the biases are ``|b|``;
     * ``"balanced"``: units ``[u, u]``, outgoing ``½[θ + b, θ - b]`` — more redundant, not
       prunable for large ``b``. ``b`` is ``balance`` times a seeded standard-normal value per
       output: a constant shared by every output would shift all logits alike and never change
@@ -123,15 +139,22 @@ def widen_last_hidden(hidden: nn.Linear, output: nn.Linear, construction: str, *
     b1 = hidden.bias.detach() if hidden.bias is not None else torch.zeros(w1.shape[0])
     units = w1.shape[0]
     if construction == "orthogonal":
-        if 2 * units > w1.shape[1]:
-            raise ValueError(f"the orthogonal construction needs 2 × {units} <= "
-                             f"{w1.shape[1]} input features")
         gen = torch.Generator().manual_seed(seed)
-        basis = torch.cat([w1.T.double(), torch.randn(w1.shape[1], units, generator=gen,
-                                                      dtype=torch.float64)], dim=1)
-        q, _ = torch.linalg.qr(basis)
-        extra = (q[:, units:2 * units].T * w1.double().norm(dim=1, keepdim=True)).to(w1.dtype)
-        new_w1, new_b1 = torch.cat([w1, extra]), torch.cat([b1, b1.abs()])
+        draws = torch.randn(w1.shape[1], units, generator=gen, dtype=torch.float64)
+        if 2 * units <= w1.shape[1]:
+            q, _ = torch.linalg.qr(torch.cat([w1.T.double(), draws], dim=1))
+            directions = q[:, units:2 * units].T
+        else:
+            directions = draws.T / draws.T.norm(dim=1, keepdim=True)
+        extra = (directions * w1.double().norm(dim=1, keepdim=True)).to(w1.dtype)
+        extra_bias = b1.abs()
+        if inputs is not None:
+            x = as_tensor(inputs, "inputs", ndim=2, min_rows=1)
+            if x.shape[1] != w1.shape[1]:
+                raise ValueError(f"inputs have {x.shape[1]} features, the layer takes "
+                                 f"{w1.shape[1]}")
+            extra_bias = -(x.to(extra.dtype) @ extra.T).median(dim=0).values.to(b1.dtype)
+        new_w1, new_b1 = torch.cat([w1, extra]), torch.cat([b1, extra_bias])
     else:
         new_w1, new_b1 = torch.cat([w1, w1]), torch.cat([b1, b1])
     if construction == "balanced":
