@@ -25,11 +25,13 @@ per doubling of each quadrupling, against the plain series at the same widths.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from fractions import Fraction
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from matplotlib.ticker import NullFormatter
 
 from netclaims import models, stats
 from netclaims.claims import NotApplicable, claim
@@ -116,10 +118,12 @@ class WidthSeries:
 
 @pytest.fixture
 def width_series(arch, train_runs, seeds, small_task) -> Callable[..., WidthSeries]:
-    """``width_series(factors=WIDTH_FACTORS, **spec_fields)``: the nets of every width factor
-    and seed on the small task (trained by the session's executor), measured."""
-    def make(factors: Sequence[float] = WIDTH_FACTORS, **fields) -> WidthSeries:
-        fields = {**small_task, **fields}
+    """``width_series(factors=WIDTH_FACTORS, task=None, **spec_fields)``: the nets of every
+    width factor and seed on ``task`` (spec fields; default the small task), trained by the
+    session's executor, measured."""
+    def make(factors: Sequence[float] = WIDTH_FACTORS, task: dict | None = None,
+             **fields) -> WidthSeries:
+        fields = {**(small_task if task is None else task), **fields}
         variants = [{"seed": s, "noise_seed": s, "width": BASE_WIDTH * f, **fields}
                     for f in factors for s in seeds]
         runs = iter(train_runs(arch, variants))
@@ -129,6 +133,14 @@ def width_series(arch, train_runs, seeds, small_task) -> Callable[..., WidthSeri
 
 def _gain_estimate(series: WidthSeries, measure: str, name: str) -> stats.Estimate:
     return stats.resampled(lambda idx: series.gain(measure, idx), series.seeds, name=name)
+
+
+def _width_axis(ax, factors: Sequence[float]) -> None:
+    """A log width axis labelled with the width factors (¼x … 4x) only."""
+    ax.set_xscale("log")
+    ax.set_xticks(list(factors), [f"{Fraction(f).limit_denominator()}x" for f in factors])
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.set_xlabel("width factor")
 
 
 def _gain_figure(panels: dict[str, WidthSeries], measures: Sequence[str], title: str):
@@ -143,8 +155,8 @@ def _gain_figure(panels: dict[str, WidthSeries], measures: Sequence[str], title:
                     label=f"{label}: g={series.gain(measure):.2f}")
         ax.plot(series.factors, np.array(series.factors) / max(series.factors), "k:",
                 label="width (g=2)")
-        ax.set(xscale="log", yscale="log", xlabel="width factor",
-               ylabel=f"{measure} units / 4x model size", title=measure)
+        ax.set(yscale="log", ylabel=f"{measure} units / 4x model size", title=measure)
+        _width_axis(ax, series.factors)
         ax.legend(fontsize=7)
     fig.suptitle(title)
     fig.tight_layout()
@@ -162,8 +174,8 @@ def test_FU_1_accuracy_does_not_degrade_with_width(arch, width_series, save_figu
     acc = series.values["accuracy"] * 100
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(series.factors, acc.T, marker="o", alpha=0.6)
-    ax.set(xscale="log", xlabel="width factor", ylabel="test accuracy (%)",
-           title=f"FU-1 accuracy by width, {arch}")
+    ax.set(ylabel="test accuracy (%)", title=f"FU-1 accuracy by width, {arch}")
+    _width_axis(ax, series.factors)
     save_figure(fig, "accuracy-by-width")
     est = stats.mean_difference(acc[:, -1], acc[:, 0], paired=True)
     est = stats.Estimate("accuracy(4x) - accuracy(1/4x), points", est.value, est.ci_low,
@@ -314,8 +326,8 @@ def test_FU_8_frivolous_units_on_teacher_data(arch, width_series, save_figure):
     except (ValueError, TypeError) as err:
         raise NotApplicable(f"{arch} does not take feature vectors (the teacher task's "
                             f"inputs): {err}") from err
-    series = {dim: width_series(dataset="teacher", dataset_options={"dim": dim},
-                                epochs=None) for dim in TEACHER_DIMS}
+    series = {dim: width_series(task={"dataset": "teacher", "dataset_options": {"dim": dim}})
+              for dim in TEACHER_DIMS}
     save_figure(_gain_figure({f"dim {d}": s for d, s in series.items()},
                              ("prunable", "redundant"), f"FU-8 teacher task, {arch}"),
                 "teacher-gains")

@@ -373,7 +373,8 @@ def test_SD_4_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
                      label="test loss" if i == 0 else None)
     ax.set(xlabel="epoch", ylabel="ablation AUC", title=f"SD-4 AUC and losses, {arch}")
     loss_ax.set_ylabel("loss")
-    fig.legend(loc="upper center", fontsize=7, ncol=3)
+    fig.legend(loc="lower center", fontsize=7, ncol=3)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     save_figure(fig, "auc-and-loss-over-training")
     return _mean_rho("SD-4", "over training, ablation AUC and test loss are negatively "
                      "correlated", rhos, Rule("less", min_effect=-0.4), "rho(AUC, test loss)")
@@ -413,7 +414,8 @@ def test_SD_6_dropout_protects_only_up_to_its_fraction(arch, train_runs, seeds, 
         ax.set(xlabel="fraction ablated", title=f"dropout {p}")
     axes[0][0].set_ylabel("training accuracy / intact")
     axes[0][0].legend(fontsize=7)
-    fig.suptitle(f"SD-6 dropout and ablation, {arch}")
+    fig.suptitle(f"SD-6 dropout and ablation (dashed: dropout fraction), {arch}")
+    fig.tight_layout(rect=(0, 0, 1, 0.93))
     save_figure(fig, "dropout-curves")
     est = replace(stats.mean(diffs), statistic="AUC past dropout, true - corrupted")
     return judge("SD-6", est, Rule("greater"), finding="dropout protects against ablation "

@@ -311,7 +311,6 @@ def _worker_pool(workers: int) -> cf.ProcessPoolExecutor:
 
 
 def _train_in_worker(path: str, spec: dict, device: str, data_root: str | None) -> str:
-    torch.set_num_threads(1)
     run_spec = RunSpec.from_dict(spec)
     Store(path, data_root=data_root).run(run_spec, device=device)
     return run_spec.key

@@ -435,9 +435,23 @@ def train(spec: RunSpec, workdir: Path, *, device: str = "auto", data_root: str 
           progress: Progress | None = None) -> TrainState:
     """Train ``spec``, keeping resumable state, checkpoints and the final weights in
     ``workdir`` (``checkpoints/*.safetensors``, ``model.safetensors``). If ``workdir`` holds
-    the state of an interrupted run, training resumes from its last completed epoch."""
+    the state of an interrupted run, training resumes from its last completed epoch.
+
+    On the CPU a run trains on one thread: its floating-point sums then happen in one order
+    whatever the machine's core count or the executor, so a run is the same trained inline
+    or in a worker (parallelism comes from training several runs at once)."""
     dev = resolve_device(device)
-    workdir = Path(workdir)
+    threads = torch.get_num_threads()
+    if dev.type == "cpu":
+        torch.set_num_threads(1)
+    try:
+        return _train(spec, Path(workdir), dev, data_root, progress)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | None,
+           progress: Progress | None) -> TrainState:
     (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
     data = spec.load_data(data_root)
     torch.manual_seed(spec.seed)

@@ -174,6 +174,20 @@ def test_process_executor_trains_a_small_zoo(tmp_path):
     assert store.runs(specs) and len(store.run_keys()) == 3
 
 
+def test_a_run_is_the_same_inline_and_in_a_worker(tmp_path):
+    spec = tiny(model="convnet", width=0.5, epochs=2, batch_size=32)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        inline = Store(tmp_path / "inline").run(spec, device="cpu")
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(threads)
+    pooled = Store(tmp_path / "pooled").runs([spec, tiny(seed=1)], executor="process",
+                                             workers=2)[0]
+    assert _same_weights(inline.model, pooled.model)
+
+
 def test_ray_executor_trains_a_zoo_of_eight(tmp_path):
     ray = pytest.importorskip("ray")
     store = Store(tmp_path)
