@@ -502,7 +502,7 @@ def test_SD_14_selectivity_increases_with_depth(arch, sd_runs, save_figure):
            title=f"SD-14 selectivity by depth, {arch}")
     ax.legend()
     save_figure(fig, "selectivity-by-depth")
-    est = stats.correlation(depths, values, method="spearman")
+    est = replace(stats.correlation(depths, values), statistic="rho(layer depth, mean SI)")
     return judge("SD-14", est, Rule("greater", min_effect=0.5),
                  finding="class selectivity increases with depth")
 

@@ -233,13 +233,22 @@ def resampled(statistic: Callable[[np.ndarray], float], n: int, *, name: str,
     """An estimate whose CI comes from resampling ``n`` independent units (training seeds)
     with replacement, for statistics that are not a vectorized function of one array (e.g.
     a width gain computed on the mean-over-seeds curve). ``statistic(indices)`` gets the
-    indices of the units in a resample (``arange(n)`` for the point estimate); the CI is the
-    percentile interval. No p-value."""
+    indices of the units in a resample (``arange(n)`` for the point estimate), sorted: a
+    resample is a multiset, so the statistic is evaluated once per distinct multiset (with 3
+    seeds there are only 10). The CI is the percentile interval. No p-value."""
     if n < 2:
         raise ValueError(f"resampling needs at least 2 units, got {n}")
     value = float(statistic(np.arange(n)))
     rng = np.random.default_rng(seed)
-    draws = np.array([statistic(rng.integers(0, n, n)) for _ in range(n_resamples)], float)
+    known: dict[tuple[int, ...], float] = {}
+
+    def evaluate(idx: np.ndarray) -> float:
+        key = tuple(np.sort(idx).tolist())
+        if key not in known:
+            known[key] = float(statistic(np.array(key)))
+        return known[key]
+
+    draws = np.array([evaluate(rng.integers(0, n, n)) for _ in range(n_resamples)], float)
     finite = draws[np.isfinite(draws)]
     if finite.size < n_resamples / 2:
         raise ValueError(f"{name}: the statistic is undefined on {n_resamples - finite.size} "

@@ -128,6 +128,11 @@ def test_resampled_estimate_over_units():
     assert est.ci_low < 1.0 < est.ci_high and est.ci_high <= 10.0 / values.mean()
     assert est == stats.resampled(ratio_of_means, 4, name="ratio", n_resamples=999)
     assert "999 resamples" in est.method
+    calls = []
+    stats.resampled(lambda idx: calls.append(idx.tolist()) or float(values[idx].sum()), 3,
+                    name="sum", n_resamples=999)
+    # the point estimate, then once per distinct multiset of 3 units (there are 10)
+    assert len(calls) <= 11 and all(c == sorted(c) for c in calls)
 
 
 def test_resampled_rejects_too_few_units_and_mostly_undefined_statistics():

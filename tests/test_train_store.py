@@ -107,6 +107,30 @@ def test_flipped_byte_is_detected_and_retrained(tmp_path):
     assert _same_weights(rebuilt.model, original)
 
 
+def test_settled_entries_are_hashed_once_until_a_file_changes(tmp_path, monkeypatch):
+    from netclaims import store as store_module
+
+    store = Store(tmp_path)
+    spec = tiny()
+    store.run(spec, device="cpu")
+    entry = store.entry(spec)
+    past = 1_000_000_000
+    for path in entry.rglob("*"):
+        os.utime(path, ns=(past, past))
+    hashed = []
+    real = store_module._sha256
+    monkeypatch.setattr(store_module, "_sha256", lambda p: hashed.append(p) or real(p))
+    assert store.has(spec)
+    first = len(hashed)
+    assert first > 0 and store.has(spec) and len(hashed) == first
+    weights = entry / "model.safetensors"
+    raw = bytearray(weights.read_bytes())
+    raw[-10] ^= 0xFF
+    weights.write_bytes(bytes(raw))
+    with pytest.warns(UserWarning, match="damaged"):
+        assert not store.has(spec)
+
+
 def test_half_written_entry_is_not_read(tmp_path):
     store = Store(tmp_path)
     spec = tiny()
