@@ -202,7 +202,15 @@ def _by_fraction_figure(curves: dict[float, list[Curve]], xlabel: str, title: st
     return fig
 
 
-def _fraction_rho(cid: str, finding: str, aucs: dict[float, list[float]], statistic: str):
+def _memorization_claim(cid: str, finding: str, curve_of, statistic: str, xlabel: str,
+                        figure: str, arch, train_runs, seeds, small_task, save_figure):
+    """ρ(corrupted fraction, AUC of ``curve_of(run)``) over the memorization nets, with the
+    curves per fraction as a figure."""
+    runs = _memorizing_runs(train_runs, arch, seeds, small_task)
+    curves = {f: [curve_of(r) for r in group] for f, group in runs.items()}
+    save_figure(_by_fraction_figure(curves, xlabel, f"{cid} by corrupted fraction, {arch}"),
+                figure)
+    aucs = {f: [c.auc for c in group] for f, group in curves.items()}
     fractions = [f for f, values in aucs.items() for _ in values]
     values = [v for group in aucs.values() for v in group]
     est = replace(stats.correlation(fractions, values), statistic=statistic)
@@ -223,14 +231,11 @@ def test_SD_1_memorizing_nets_more_ablation_sensitive(arch, train_runs, seeds, s
     labels as trained (training accuracy, as the paper), 5 random orderings, normalized by
     the intact training accuracy. ρ over the 5 × seeds (fraction, AUC) points.
     """
-    runs = _memorizing_runs(train_runs, arch, seeds, small_task)
-    curves = {f: [_curve(r, arch, split="train") for r in group] for f, group in runs.items()}
-    save_figure(_by_fraction_figure(curves, "fraction of units ablated",
-                                    f"SD-1 ablation by corrupted fraction, {arch}"),
-                "ablation-by-corruption")
-    aucs = {f: [c.auc for c in group] for f, group in curves.items()}
-    return _fraction_rho("SD-1", "networks that memorize are more sensitive to cumulative "
-                         "ablation", aucs, "rho(corrupted fraction, ablation AUC)")
+    return _memorization_claim(
+        "SD-1", "networks that memorize are more sensitive to cumulative ablation",
+        lambda run: _curve(run, arch, split="train"), "rho(corrupted fraction, ablation AUC)",
+        "fraction of units ablated", "ablation-by-corruption", arch, train_runs, seeds,
+        small_task, save_figure)
 
 
 @claim("SD-2", finding="networks that memorize are more sensitive to noise added to every "
@@ -244,14 +249,11 @@ def test_SD_2_memorizing_nets_more_noise_sensitive(arch, train_runs, seeds, smal
     scales s log-spaced in [0.1, 10], 3 noise draws; training accuracy on 500 training
     samples normalized by the intact one; AUC over log10 s divided by its range.
     """
-    runs = _memorizing_runs(train_runs, arch, seeds, small_task)
-    curves = {f: [_noise_curve(r, arch) for r in group] for f, group in runs.items()}
-    save_figure(_by_fraction_figure(curves, "log10 noise scale (× unit std)",
-                                    f"SD-2 noise by corrupted fraction, {arch}"),
-                "noise-by-corruption")
-    aucs = {f: [c.auc for c in group] for f, group in curves.items()}
-    return _fraction_rho("SD-2", "networks that memorize are more sensitive to noise added "
-                         "to every unit", aucs, "rho(corrupted fraction, noise AUC)")
+    return _memorization_claim(
+        "SD-2", "networks that memorize are more sensitive to noise added to every unit",
+        lambda run: _noise_curve(run, arch), "rho(corrupted fraction, noise AUC)",
+        "log10 noise scale (× unit std)", "noise-by-corruption", arch, train_runs, seeds,
+        small_task, save_figure)
 
 
 def _zoo(zoo_runs, arch) -> list[dict]:

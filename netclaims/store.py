@@ -178,8 +178,7 @@ class Store:
             self._checked.pop(spec.key, None)
             return None
         checked = self._checked.get(spec.key)
-        if checked is not None and checked[0] == _file_stats(entry, [*checked[1]["files"],
-                                                                      "manifest.json"]):
+        if checked is not None and checked[0] == _file_stats(entry, checked[1]):
             return Run(entry, spec, checked[1], self.data_root)
         try:
             manifest = json.loads(manifest_path.read_text())
@@ -194,7 +193,7 @@ class Store:
             shutil.rmtree(entry, ignore_errors=True)
             self._checked.pop(spec.key, None)
             return None
-        stats = _file_stats(entry, [*manifest["files"], "manifest.json"])
+        stats = _file_stats(entry, manifest)
         settled = time.time_ns() - RACY_NS
         if stats is not None and all(mtime < settled for _, mtime in stats.values()):
             self._checked[spec.key] = (stats, manifest)
@@ -268,11 +267,15 @@ class Store:
     def _process_pool(self, specs: Sequence[RunSpec], workers: int | None, device: str,
                       report: Callable[[dict], None]) -> None:
         pool = _worker_pool(workers or os.cpu_count() or 1)
-        futures = [pool.submit(_train_in_worker, str(self.path), s.to_dict(), device,
-                               self.data_root) for s in specs]
-        for done, future in enumerate(cf.as_completed(futures), start=1):
-            future.result()
-            report({"event": "run", "done": done, "total": len(specs), "label": ""})
+        try:
+            futures = [pool.submit(_train_in_worker, str(self.path), s.to_dict(), device,
+                                   self.data_root) for s in specs]
+            for done, future in enumerate(cf.as_completed(futures), start=1):
+                future.result()
+                report({"event": "run", "done": done, "total": len(specs), "label": ""})
+        except cf.process.BrokenProcessPool:
+            _worker_pool.cache_clear()  # a dead worker breaks the pool: start afresh next time
+            raise
 
     def _ray(self, specs: Sequence[RunSpec], workers: int | None, device: str,
              report: Callable[[dict], None]) -> None:
@@ -317,13 +320,15 @@ RACY_NS = 2_000_000_000
 file times are coarse, so a change within the same tick could keep size and time."""
 
 
-def _file_stats(entry: Path, names: Iterable[str]) -> dict[str, tuple[int, int]] | None:
-    """Size and modification time of each file (None when one is missing): an entry whose
-    files keep them since their checksums matched is not hashed again (git's index does the
-    same, and treats recently written files as racy as well)."""
+def _file_stats(entry: Path, manifest: Mapping[str, Any]) -> dict[str, tuple[int, int]] | None:
+    """Size and modification time of the entry's manifest and of each file it lists (None
+    when one is missing): an entry whose files keep them since their checksums matched is
+    not hashed again (git's index does the same, and treats recently written files as racy
+    as well)."""
     try:
         return {name: (st.st_size, st.st_mtime_ns)
-                for name in names for st in [(entry / name).stat()]}
+                for name in [*manifest["files"], "manifest.json"]
+                for st in [(entry / name).stat()]}
     except FileNotFoundError:
         return None
 

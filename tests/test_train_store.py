@@ -212,6 +212,22 @@ def test_a_run_is_the_same_inline_and_in_a_worker(tmp_path):
     assert _same_weights(inline.model, pooled.model)
 
 
+def test_a_broken_worker_pool_is_replaced(tmp_path):
+    from concurrent.futures.process import BrokenProcessPool
+
+    from netclaims import store as store_module
+
+    pool = store_module._worker_pool(2)
+    with pytest.raises(BrokenProcessPool):
+        pool.submit(os._exit, 1).result()
+    store = Store(tmp_path)
+    specs = [tiny(epochs=1, seed=s) for s in range(2)]
+    with pytest.raises(BrokenProcessPool):
+        store.runs(specs, executor="process", workers=2)
+    runs = store.runs(specs, executor="process", workers=2)
+    assert [r.spec for r in runs] == specs
+
+
 def test_ray_executor_trains_a_zoo_of_eight(tmp_path):
     ray = pytest.importorskip("ray")
     store = Store(tmp_path)
