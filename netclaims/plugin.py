@@ -140,7 +140,8 @@ def _settings(config: pytest.Config) -> Settings:
         report_dir=root / (_option(config, "report") or "netclaims-report"),
         baseline=baseline, save_baseline=Path(save) if save else None,
         inconclusive=_option(config, "inconclusive") or "fail",
-        dataset=SCALES[scale]["dataset"])
+        dataset=SCALES[scale].get("dataset_with_root", SCALES[scale]["dataset"])
+        if _option(config, "data-root") else SCALES[scale]["dataset"])
 
 
 SETTINGS = pytest.StashKey[Settings]()
@@ -248,8 +249,12 @@ def store(netclaims_settings: Settings) -> Store:
 
 @pytest.fixture(scope="session")
 def claims_data(netclaims_settings: Settings) -> datasets.Dataset:
-    """The scale's default dataset (MNIST-1D at smoke scale)."""
-    return datasets.load(netclaims_settings.dataset)
+    """The scale's default dataset: MNIST-1D, or at paper scale CIFAR-10 from
+    ``--netclaims-data-root`` when given."""
+    options = {}
+    if netclaims_settings.data_root and "root" in datasets.options_of(netclaims_settings.dataset):
+        options["root"] = netclaims_settings.data_root
+    return datasets.load(netclaims_settings.dataset, **options)
 
 
 _ARCHS: dict[str, Architecture] = {}

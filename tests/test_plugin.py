@@ -246,6 +246,23 @@ def test_spec(run_spec, netclaims_settings):
     claims_env.runpytest("--netclaims-executor", "inline").assert_outcomes(passed=1)
 
 
+def test_paper_scale_trains_on_cifar10_from_a_local_folder(claims_env, tmp_path, monkeypatch):
+    claims_env.makepyfile(test_s='''
+import os
+
+def test_dataset(netclaims_settings, run_spec):
+    assert netclaims_settings.dataset == os.environ["EXPECT_DATASET"]
+    assert run_spec("mlp").dataset == os.environ["EXPECT_DATASET"]
+''')
+    root = str(tmp_path)
+    for args, expected in ((["--netclaims-scale", "paper", "--netclaims-data-root", root],
+                            "cifar10"),
+                           (["--netclaims-scale", "paper"], "mnist1d"),
+                           (["--netclaims-data-root", root], "mnist1d")):
+        monkeypatch.setenv("EXPECT_DATASET", expected)
+        claims_env.runpytest(*args).assert_outcomes(passed=1)
+
+
 XDIST_CLAIMS = '''
 import os
 from netclaims.claims import claim
