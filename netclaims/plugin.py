@@ -271,8 +271,9 @@ def arch(request: pytest.FixtureRequest, claims_data: datasets.Dataset) -> Archi
 
 
 class _Progress:
-    """One line when a run starts training and one when it is done, through the terminal
-    reporter (so pytest's output stays intact); silent in xdist workers."""
+    """One line when a run starts training and one when it is done (for a zoo trained by
+    worker processes, one per finished run), through the terminal reporter (so pytest's
+    output stays intact); silent in xdist workers."""
 
     def __init__(self, config: pytest.Config) -> None:
         self.reporter = None if _is_worker(config) else \
@@ -285,6 +286,10 @@ class _Progress:
         if event["event"] == "run" and event["label"]:
             self.reporter.write_line(f"[netclaims] zoo: run {event['done'] + 1}/"
                                      f"{event['total']}: {event['label']}")
+            return
+        if event["event"] == "trained":
+            self.reporter.write_line(f"[netclaims] zoo: {event['done']}/{event['total']} "
+                                     f"trained: {event['label']}")
             return
         if event["event"] != "epoch":
             return

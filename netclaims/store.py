@@ -268,11 +268,12 @@ class Store:
                       report: Callable[[dict], None]) -> None:
         pool = _worker_pool(workers or os.cpu_count() or 1)
         try:
-            futures = [pool.submit(_train_in_worker, str(self.path), s.to_dict(), device,
-                                   self.data_root) for s in specs]
+            futures = {pool.submit(_train_in_worker, str(self.path), s.to_dict(), device,
+                                   self.data_root): s for s in specs}
             for done, future in enumerate(cf.as_completed(futures), start=1):
                 future.result()
-                report({"event": "run", "done": done, "total": len(specs), "label": ""})
+                report({"event": "trained", "done": done, "total": len(specs),
+                        "label": futures[future].label})
         except cf.process.BrokenProcessPool:
             _worker_pool.cache_clear()  # a dead worker breaks the pool: start afresh next time
             raise
@@ -292,14 +293,16 @@ class Store:
                 ray.init(num_cpus=workers or os.cpu_count(), include_dashboard=False,
                          log_to_driver=False)
         remote = ray.remote(num_cpus=1)(_train_in_worker)
+        labels = {s.key: s.label for s in specs}
         pending = [remote.remote(str(self.path), s.to_dict(), device, self.data_root)
                    for s in specs]
         done = 0
         while pending:
             finished, pending = ray.wait(pending, num_returns=1)
-            ray.get(finished)
+            key = ray.get(finished[0])
             done += 1
-            report({"event": "run", "done": done, "total": len(specs), "label": ""})
+            report({"event": "trained", "done": done, "total": len(specs),
+                    "label": labels[key]})
 
     def run_keys(self) -> list[str]:
         """Keys of the complete entries (with a manifest)."""
@@ -367,6 +370,9 @@ def progress_printer(stream: Any = None) -> Progress:
     def show(event: dict[str, Any]) -> None:
         if event["event"] == "run" and event["label"]:
             print(f"[netclaims] run {event['done'] + 1}/{event['total']}: {event['label']}",
+                  file=out, flush=True)
+        elif event["event"] == "trained":
+            print(f"[netclaims] {event['done']}/{event['total']} trained: {event['label']}",
                   file=out, flush=True)
         elif event["event"] == "epoch":
             print(f"[netclaims]   epoch {event['epoch']}/{event['epochs']} "

@@ -195,6 +195,9 @@ def test_process_executor_trains_a_small_zoo(tmp_path):
     runs = store.runs(specs + specs[:1], executor="process", workers=2, progress=events.append)
     assert [r.spec for r in runs] == specs + specs[:1]
     assert events[-1] == {"event": "run", "done": 3, "total": 3, "label": ""}
+    trained = [e for e in events if e["event"] == "trained"]
+    assert [e["done"] for e in trained] == [1, 2, 3]
+    assert sorted(e["label"] for e in trained) == sorted(s.label for s in specs)
     assert store.runs(specs) and len(store.run_keys()) == 3
 
 
@@ -232,11 +235,14 @@ def test_ray_executor_trains_a_zoo_of_eight(tmp_path):
     ray = pytest.importorskip("ray")
     store = Store(tmp_path)
     specs = [tiny(epochs=1, seed=s) for s in range(8)]
+    events = []
     try:
-        runs = store.runs(specs, executor="ray", workers=2)
+        runs = store.runs(specs, executor="ray", workers=2, progress=events.append)
     finally:
         ray.shutdown()
     assert sorted(store.run_keys()) == sorted(s.key for s in specs)
+    assert sorted(e["label"] for e in events if e["event"] == "trained") == \
+        sorted(s.label for s in specs)
     assert all(len(r.history) == 2 for r in runs)
 
 
