@@ -1,0 +1,78 @@
+"""What a zoo of small runs costs: training it in the worker pool against training it inline,
+reading it back from a store that has verified it against hashing every entry again, and a
+seed-resampled CI of a width gain evaluated per distinct multiset against per resample."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from benchmarks.conftest import best_of
+from netclaims import stats
+from netclaims.metrics import width_gain
+from netclaims.store import Store
+from netclaims.train import RunSpec
+
+
+def _zoo(seeds: int = 8, width: float = 0.25) -> list[RunSpec]:
+    """The claims' small task: MLPs on 1000 MNIST-1D samples, 40 epochs, 8 checkpoints."""
+    return [RunSpec(model="mlp", dataset="mnist1d", dataset_options={"train_size": 1000},
+                    width=width, epochs=40, checkpoint_epochs=range(5, 41, 5), seed=s)
+            for s in range(seeds)]
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the pool needs several CPUs to gain")
+def test_zoo_in_the_worker_pool(benchmark, report, tmp_path):
+    specs = _zoo()
+    inline = best_of(lambda: Store(tmp_path / "inline").runs(specs, device="cpu"))
+    # the claims reuse one pool for the session: start its workers before timing
+    Store(tmp_path / "warmup").runs(_zoo(2), executor="process", device="cpu")
+    benchmark.pedantic(lambda: Store(tmp_path / "pool").runs(specs, executor="process",
+                                                             device="cpu"),
+                       rounds=1, iterations=1)
+    pooled = benchmark.stats.stats.mean
+    report("inline_seconds", inline)
+    report("pool_seconds", pooled)
+    report("speedup", inline / pooled)
+    assert inline / pooled > 1.2
+
+
+def test_settled_entries_are_read_without_hashing(benchmark, report, tmp_path):
+    specs = _zoo(4, width=1.0)  # the registry MLP, the widest net of the width series
+    store = Store(tmp_path)
+    store.runs(specs, device="cpu")
+    for path in (tmp_path / "runs").rglob("*"):
+        os.utime(path, ns=(1_000_000_000, 1_000_000_000))
+    store.runs(specs)  # verified once, by hashing
+    rehash = best_of(lambda: Store(tmp_path).runs(specs), repeats=5)  # a new store hashes all
+    benchmark.pedantic(store.runs, args=(specs,), rounds=20, iterations=1)
+    cached = benchmark.stats.stats.mean
+    report("hash_every_read_ms", rehash * 1e3)
+    report("settled_read_ms", cached * 1e3)
+    report("speedup", rehash / cached)
+    assert rehash / cached > 2
+
+
+def test_seed_resampled_gain(benchmark, report):
+    rng = np.random.default_rng(0)
+    widths = [0.25, 0.5, 1, 2, 4]
+    counts = np.exp(rng.normal(size=(3, 5)) * 0.05) * np.array(widths) ** 1.1
+
+    def gain(idx: np.ndarray) -> float:
+        return width_gain(widths, counts[idx].mean(0))
+
+    def every_resample() -> list[float]:
+        draws = np.random.default_rng(0)
+        return [gain(draws.integers(0, 3, 3)) for _ in range(1999)]
+
+    naive = best_of(every_resample)
+    est = benchmark(stats.resampled, gain, 3, name="g")
+    fast = benchmark.stats.stats.mean
+    lo, hi = np.quantile(every_resample(), [0.025, 0.975])
+    assert (est.ci_low, est.ci_high) == pytest.approx((lo, hi))
+    report("every_resample_ms", naive * 1e3)
+    report("per_multiset_ms", fast * 1e3)
+    report("speedup", naive / fast)
+    assert naive / fast > 5
