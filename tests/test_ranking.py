@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netclaims.metrics import granulated_kendall, kendall_tau, pgdl_score
+from netclaims.metrics import granulated_kendall, group_taus, kendall_tau, pgdl_score
 
 
 def _zoo(seed: int = 0) -> pd.DataFrame:
@@ -70,3 +70,15 @@ def test_pgdl_score_extremes():
     frame["lr_only"] = frame["lr"]
     # conditioning on lr removes everything lr_only knows
     assert pgdl_score(frame, "lr_only", "acc", ["lr", "width", "depth"]) == pytest.approx(0.0)
+
+
+def test_group_taus_are_the_terms_of_the_granulated_coefficient():
+    frame = pd.DataFrame({"lr": [1, 1, 2, 2, 1, 1, 2, 2], "width": [1, 2, 1, 2, 1, 2, 1, 2],
+                          "seed": [0, 0, 0, 0, 1, 1, 1, 1],
+                          "measure": [1, 2, 3, 4, 2, 1, 3, 5], "acc": [1, 2, 3, 4, 1, 2, 3, 4]})
+    taus = group_taus(frame, "measure", "acc", ["lr", "width", "seed"])
+    assert sorted(taus) == ["lr", "seed", "width"] and len(taus["lr"]) == 4
+    assert taus["width"] == [1.0, -1.0, 1.0, 1.0]  # groups (lr, seed) in sorted order
+    granulated = granulated_kendall(frame, "measure", "acc", ["lr", "width", "seed"])
+    for axis, values in taus.items():
+        assert granulated[axis] == pytest.approx(np.mean(values))

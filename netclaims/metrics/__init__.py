@@ -41,7 +41,7 @@ from netclaims.metrics.probes import (
     sample_triplets,
     train_linear_probe,
 )
-from netclaims.metrics.ranking import granulated_kendall, kendall_tau, pgdl_score
+from netclaims.metrics.ranking import granulated_kendall, group_taus, kendall_tau, pgdl_score
 from netclaims.metrics.selectivity import (
     class_balance,
     class_selectivity,
@@ -66,6 +66,7 @@ __all__ = [
     "dbviz_plane",
     "decision_region_similarity",
     "granulated_kendall",
+    "group_taus",
     "hsic1",
     "incoming_l1_norm",
     "kendall_tau",

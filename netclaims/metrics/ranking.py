@@ -55,24 +55,34 @@ def granulated_kendall(frame: pd.DataFrame, measure: str, target: str,
     is ``None`` and it does not enter the total. ``target`` is the column ranked against
     (Carbonnelle et al. use test accuracy, higher is better; Jiang et al. the gap).
     """
+    result: dict[str, float | None] = {
+        axis: float(np.mean(taus)) if taus else None
+        for axis, taus in group_taus(frame, measure, target, axes).items()}
+    used = [v for v in result.values() if v is not None]
+    if not used:
+        raise ValueError(f"no axis among {axes} varies within a group of models")
+    result["total"] = float(np.mean(used))
+    return result
+
+
+def group_taus(frame: pd.DataFrame, measure: str, target: str,
+               axes: Sequence[str]) -> dict[str, list[float]]:
+    """Per hyperparameter axis, τ-a between ``measure`` and ``target`` within each group of
+    models that agree on every other axis and differ on this one: the terms whose means are
+    the granulated coefficient's ``ψ_i`` (a bootstrap resamples these groups)."""
     axes = list(axes)
     if not axes:
         raise ValueError("granulated_kendall needs at least one hyperparameter axis")
     _check_frame(frame, [measure, target, *axes])
     for col in (measure, target):
         _vector(frame[col].to_numpy(dtype=float), col)
-    result: dict[str, float | None] = {}
+    out = {}
     for axis in axes:
         others = [a for a in axes if a != axis]
         groups = frame.groupby(others, dropna=False) if others else [((), frame)]
-        taus = [kendall_tau(g[measure].to_numpy(float), g[target].to_numpy(float))
-                for _, g in groups if len(g) > 1 and g[axis].nunique() > 1]
-        result[axis] = float(np.mean(taus)) if taus else None
-    used = [v for v in result.values() if v is not None]
-    if not used:
-        raise ValueError(f"no axis among {axes} varies within a group of models")
-    result["total"] = float(np.mean(used))
-    return result
+        out[axis] = [kendall_tau(g[measure].to_numpy(float), g[target].to_numpy(float))
+                     for _, g in groups if len(g) > 1 and g[axis].nunique() > 1]
+    return out
 
 
 def _entropy(counts: np.ndarray) -> float:

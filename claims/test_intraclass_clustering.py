@@ -1,0 +1,327 @@
+"""Claims of "Intraclass clustering: an implicit learning ability that regularizes DNNs"
+(Carbonnelle & De Vleeschouwer 2021).
+
+Shared smoke protocol (scaled from the paper's CIFAR-100-coarse VGG / ResNet zoos): a
+generalization zoo per architecture on the small task (the first 1000 MNIST-1D training
+samples, ``claims/conftest.py``) with the ten digits grouped into five superclasses
+({0,1}, {2,3}, …) — the nets train on superclasses, the subclasses are the digits. The grid
+varies five hyperparameters with two values each and the paper's pairing rule for weight
+decay (only with the highest learning rate): learning rate × {1, 3} of the registry's, batch
+size {32, 100}, dropout {0, 0.2}, width × {½, 1}, weight decay {0, 5e-4}: 24 models, one
+training each (the paper's zoo also varies optimizer, augmentation and depth; they are left
+out at smoke). Measures on the 1000 test samples: pre-activations of every hidden unit layer
+(before the ReLU; conv maps max-pooled over positions), k = neurons / classes as the authors'
+code, c2 on the activations after the ReLU. Granulated Kendall τ (Jiang et al. 2020) against
+test accuracy; its CI resamples, per hyperparameter, the groups of models that differ only in
+that hyperparameter.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from netclaims import stats
+from netclaims.claims import NotApplicable, claim, grid
+from netclaims.metrics import (
+    c1_subclass_selectivity,
+    c2_subclass_silhouette,
+    c3_class_std_ratio,
+    c4_class_distance_std_ratio,
+    group_taus,
+    random_sharpness,
+)
+from netclaims.stats import Rule, judge
+from netclaims.units import collect
+
+SUPERCLASSES = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
+AXES = {"lr_scale": (1.0, 3.0), "batch_size": (32, 100), "dropout": (0.0, 0.2),
+        "width": (0.5, 1.0), "weight_decay": (0.0, 5e-4)}
+MEASURES = ("c1", "c2", "c3", "c4")
+SHARPNESS_SAMPLES = 500
+RESAMPLES = 1999
+
+
+def _pairing_rules(combo: dict) -> bool:
+    """True for the combinations the paper never trains: weight decay below the highest
+    learning rate."""
+    return combo["weight_decay"] > 0 and combo["lr_scale"] != max(AXES["lr_scale"])
+
+
+def _layers(model: torch.nn.Module, arch) -> tuple[list[str], list[str]]:
+    pre = getattr(model, "netclaims_preactivations", None)
+    if not pre:
+        raise NotApplicable(f"{arch} does not declare its pre-activation modules "
+                            "(netclaims_preactivations), which c1, c3 and c4 read")
+    return list(pre), list(pre.values())
+
+
+def _measures(run, arch) -> dict[str, torch.Tensor]:
+    """c1–c4, c3 with k = 1, per-layer c1–c4, c3 at the first checkpoint and the sharpness
+    baseline of one zoo model (cached beside the run)."""
+    def at(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        units, pre = _layers(model, arch)
+        data = run.data
+        x, classes, subclasses = data.x_test, data.y_test, data.subclasses_test
+        recorded = collect(model, x, units + pre, reduce="max")
+        preacts = {k: recorded[k] for k in pre}
+        acts = {k: recorded[k] for k in units}
+        out = {"c1": c1_subclass_selectivity(preacts, classes, subclasses),
+               "c2": c2_subclass_silhouette(acts, classes, subclasses),
+               "c3": c3_class_std_ratio(preacts, classes),
+               "c4": c4_class_distance_std_ratio(preacts, classes),
+               "c3_k1": c3_class_std_ratio(preacts, classes, k=1)}
+        layers = {"c1": c1_subclass_selectivity(preacts, classes, subclasses, per_layer=True),
+                  "c2": c2_subclass_silhouette(acts, classes, subclasses, per_layer=True),
+                  "c3": c3_class_std_ratio(preacts, classes, per_layer=True),
+                  "c4": c4_class_distance_std_ratio(preacts, classes, per_layer=True)}
+        tensors = {k: torch.tensor(float(v)) for k, v in out.items()}
+        for name, values in layers.items():
+            tensors[f"{name}_layers"] = torch.tensor([values.get(k, np.nan)
+                                                      for k in (pre if name != "c2" else units)])
+        return tensors
+
+    def compute() -> dict[str, torch.Tensor]:
+        final = at(run.model)
+        first = at(run.checkpoint(run.spec.checkpoint_epochs[0]))
+        x, y = run.data.x_train[:SHARPNESS_SAMPLES], run.data.y_train[:SHARPNESS_SAMPLES]
+        return {**final, "c3_first": first["c3"],
+                "flatness": torch.tensor(random_sharpness(run.model, x, y, seed=0))}
+
+    params = {"measures": [*MEASURES, "c3_k1", "layers", "first"], "sharpness": SHARPNESS_SAMPLES}
+    return run.derived("intraclass", params, compute)
+
+
+@pytest.fixture
+def zoo(arch, train_runs, run_spec, small_task) -> pd.DataFrame:
+    """The generalization zoo of this architecture, one row per model: its hyperparameters,
+    test accuracy and measures (per-layer measures as arrays)."""
+    combos = grid(AXES, exclude=_pairing_rules)
+    base_lr = run_spec(arch).lr
+    variants = [{**small_task, "superclasses": SUPERCLASSES, "lr": base_lr * c["lr_scale"],
+                 "batch_size": c["batch_size"], "dropout": c["dropout"], "width": c["width"],
+                 "weight_decay": c["weight_decay"]} for c in combos]
+    rows = []
+    for combo, run in zip(combos, train_runs(arch, variants), strict=True):
+        m = _measures(run, arch)
+        last = run.history.iloc[-1]
+        rows.append({**combo, "test_acc": float(last["test_acc"]),
+                     "train_acc": float(last["train_acc"]),
+                     **{k: float(v) for k, v in m.items() if v.ndim == 0},
+                     **{k: v.numpy() for k, v in m.items() if v.ndim == 1}})
+    return pd.DataFrame(rows)
+
+
+def tau_estimate(frame: pd.DataFrame, measure: str, *, seed: int = 0) -> stats.Estimate:
+    """Total granulated τ of ``measure`` against test accuracy, with a CI that resamples,
+    per hyperparameter, the groups of models differing only in it."""
+    taus = {a: t for a, t in group_taus(frame, measure, "test_acc", list(AXES)).items() if t}
+    if not taus:
+        raise ValueError("no hyperparameter varies within a group of models")
+    value = float(np.mean([np.mean(t) for t in taus.values()]))
+    rng = np.random.default_rng(seed)
+    draws = [np.mean([np.mean(rng.choice(t, len(t))) for t in taus.values()])
+             for _ in range(RESAMPLES)]
+    lo, hi = np.quantile(draws, [0.025, 0.975])
+    return stats.Estimate(f"granulated tau({measure}, test accuracy)", value, float(lo),
+                          float(hi), len(frame), None,
+                          f"bootstrap percentile over groups per hyperparameter, {RESAMPLES} "
+                          f"resamples, seed {seed}")
+
+
+def _table_figure(frame: pd.DataFrame, arch):
+    """The paper's table: ψ per hyperparameter and the total, per measure."""
+    rows, labels = [], []
+    for measure in (*MEASURES, "flatness"):
+        taus = group_taus(frame, measure, "test_acc", list(AXES))
+        psi = [np.mean(t) if t else np.nan for t in taus.values()]
+        rows.append([f"{v:.2f}" for v in psi] + [f"{np.nanmean(psi):.2f}"])
+        labels.append(measure if measure != "flatness" else "sharpness (σ′)")
+    fig, ax = plt.subplots(figsize=(7.5, 2.2))
+    ax.axis("off")
+    ax.table(cellText=rows, rowLabels=labels, colLabels=[*AXES, "total"], loc="center")
+    ax.set_title(f"granulated Kendall τ against test accuracy, {arch}")
+    return fig
+
+
+def _scatter_figure(frame: pd.DataFrame, arch):
+    measures = (*MEASURES, "flatness")
+    fig, axes = plt.subplots(1, len(measures), figsize=(3 * len(measures), 3), sharey=True)
+    for ax, measure in zip(axes, measures, strict=True):
+        ax.scatter(frame[measure], frame["test_acc"], s=14)
+        ax.set(xlabel=measure if measure != "flatness" else "sharpness σ′")
+    axes[0].set_ylabel("test accuracy")
+    fig.suptitle(f"measures against test accuracy (paper Fig. 3), {arch}")
+    fig.tight_layout()
+    return fig
+
+
+def _tau_claim(cid: str, finding: str, measure: str, zoo: pd.DataFrame, arch, save_figure):
+    save_figure(_table_figure(zoo, arch), "tau-table")
+    save_figure(_scatter_figure(zoo, arch), "measures-vs-accuracy")
+    return judge(cid, tau_estimate(zoo, measure), Rule("greater", min_effect=0.3),
+                 finding=finding,
+                 details={"psi": {a: (float(np.mean(t)) if t else None) for a, t in
+                                  group_taus(zoo, measure, "test_acc", list(AXES)).items()}})
+
+
+@claim("IC-1", finding="c1 (neuron-level subclass selectivity) predicts generalization",
+       requires=["stages"])
+def test_IC_1_c1_predicts_generalization(arch, zoo, save_figure):
+    """Granulated τ(c1, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
+    return _tau_claim("IC-1", "c1 (neuron-level subclass selectivity) predicts generalization",
+                      "c1", zoo, arch, save_figure)
+
+
+@claim("IC-2", finding="c2 (layer-level silhouette of subclasses) predicts generalization",
+       requires=["stages"])
+def test_IC_2_c2_predicts_generalization(arch, zoo, save_figure):
+    """Granulated τ(c2, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
+    return _tau_claim("IC-2", "c2 (layer-level silhouette of subclasses) predicts "
+                      "generalization", "c2", zoo, arch, save_figure)
+
+
+@claim("IC-3", finding="c3 (neuron-level class/data std ratio) predicts generalization",
+       requires=["stages"])
+def test_IC_3_c3_predicts_generalization(arch, zoo, save_figure):
+    """Granulated τ(c3, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
+    return _tau_claim("IC-3", "c3 (neuron-level class/data std ratio) predicts "
+                      "generalization", "c3", zoo, arch, save_figure)
+
+
+@claim("IC-4", finding="c4 (layer-level std of cosine distances ratio) predicts "
+                       "generalization", requires=["stages"])
+def test_IC_4_c4_predicts_generalization(arch, zoo, save_figure):
+    """Granulated τ(c4, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
+    return _tau_claim("IC-4", "c4 (layer-level std of cosine distances ratio) predicts "
+                      "generalization", "c4", zoo, arch, save_figure)
+
+
+@claim("IC-9", finding="one neuron per class already predicts generalization",
+       requires=["stages"])
+def test_IC_9_c3_with_k_1_predicts_generalization(arch, zoo, save_figure):
+    """Granulated τ(c3 with k = 1, test accuracy), total > 0, ≥ 0.3 (paper section 4)."""
+    return _tau_claim("IC-9", "one neuron per class already predicts generalization",
+                      "c3_k1", zoo, arch, save_figure)
+
+
+@claim("IC-5", finding="intraclass clustering measures beat a sharpness baseline",
+       requires=["stages"])
+def test_IC_5_c3_beats_sharpness(arch, zoo):
+    """total τ(c3) − total τ(sharpness) > 0 (paper Table 1: sharpness from random weight
+    perturbations, Jiang et al. 2020).
+
+    Scaled protocol: sharpness σ′ = the largest relative Gaussian weight perturbation that
+    raises the training loss (500 training samples) by at most 0.1, 5 draws, bisection
+    (larger = flatter, ranked against test accuracy as the paper's 1/σ′² reversed); the CI
+    resamples groups per hyperparameter for both measures with the same draws.
+    """
+    c3, sharp = tau_estimate(zoo, "c3"), tau_estimate(zoo, "flatness")
+    diff_draws = []
+    taus = {m: {a: t for a, t in group_taus(zoo, m, "test_acc", list(AXES)).items() if t}
+            for m in ("c3", "flatness")}
+    rng = np.random.default_rng(0)
+    for _ in range(RESAMPLES):
+        total = 0.0
+        for axis, t in taus["c3"].items():
+            pick = rng.integers(0, len(t), len(t))
+            total += np.mean(np.array(t)[pick]) - np.mean(np.array(taus["flatness"][axis])[pick])
+        diff_draws.append(total / len(taus["c3"]))
+    lo, hi = np.quantile(diff_draws, [0.025, 0.975])
+    est = stats.Estimate("total tau(c3) - total tau(sharpness)", c3.value - sharp.value,
+                         float(lo), float(hi), len(zoo), None,
+                         f"paired bootstrap over groups per hyperparameter, {RESAMPLES} "
+                         "resamples, seed 0")
+    return judge("IC-5", est, Rule("greater"),
+                 finding="intraclass clustering measures beat a sharpness baseline",
+                 details={"tau_c3": c3.value, "tau_sharpness": sharp.value})
+
+
+def _layer_figure(zoo: pd.DataFrame, arch, title: str):
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(3.2 * len(MEASURES), 3))
+    for ax, measure in zip(axes, MEASURES, strict=True):
+        for values in zoo[f"{measure}_layers"]:
+            ax.plot(range(1, len(values) + 1), values, alpha=0.4)
+        ax.set(xlabel="layer depth", title=measure)
+    fig.suptitle(f"{title}, {arch}")
+    fig.tight_layout()
+    return fig
+
+
+@claim("IC-6", finding="the measures increase with depth", requires=["stages"])
+def test_IC_6_measures_increase_with_depth(arch, zoo, save_figure):
+    """Spearman ρ(layer depth, per-layer measure) > 0, per model the mean over c1–c4 of ρ,
+    then the mean over models with a CI over models (paper Fig. 5)."""
+    per_model = []
+    for _, row in zoo.iterrows():
+        rhos = []
+        for measure in MEASURES:
+            values = np.asarray(row[f"{measure}_layers"], float)
+            keep = np.isfinite(values)
+            if keep.sum() >= 3 and np.ptp(values[keep]) > 0:
+                depth = np.arange(values.size)[keep]
+                rhos.append(stats.CORRELATIONS["spearman"](depth, values[keep]))
+        if rhos:
+            per_model.append(float(np.mean(rhos)))
+    if len(per_model) < 2:
+        raise NotApplicable(f"{arch} has fewer than 3 unit layers with a measure that varies")
+    save_figure(_layer_figure(zoo, arch, "per-layer measures (paper Fig. 5)"),
+                "measures-by-layer")
+    est = stats.mean(per_model)
+    est = stats.Estimate("mean over models of rho(depth, measure)", est.value, est.ci_low,
+                         est.ci_high, est.n, est.p_value, est.method)
+    return judge("IC-6", est, Rule("greater"), finding="the measures increase with depth")
+
+
+@claim("IC-7", finding="c3 and c4 drop sharply at the penultimate layer", requires=["stages"])
+def test_IC_7_c3_c4_drop_at_the_penultimate_layer(arch, zoo):
+    """measure(penultimate layer) − measure(the layer before it) < 0, the mean of the c3 and
+    c4 differences per model, mean over models with a CI over models (paper Fig. 5)."""
+    diffs = []
+    for _, row in zoo.iterrows():
+        pair = [np.asarray(row[f"{m}_layers"], float)[-2:] for m in ("c3", "c4")]
+        if all(p.size == 2 and np.all(np.isfinite(p)) for p in pair):
+            diffs.append(float(np.mean([p[1] - p[0] for p in pair])))
+    if len(diffs) < 2:
+        raise NotApplicable(f"{arch} has fewer than two hidden unit layers")
+    est = stats.mean(diffs)
+    est = stats.Estimate("measure(penultimate) - measure(layer before)", est.value,
+                         est.ci_low, est.ci_high, est.n, est.p_value, est.method)
+    return judge("IC-7", est, Rule("less"),
+                 finding="c3 and c4 drop sharply at the penultimate layer")
+
+
+@claim("IC-8", finding="differences between well- and poorly-generalizing models arise early",
+       requires=["stages"])
+def test_IC_8_differences_arise_early(arch, zoo, small_task, save_figure):
+    """Fraction of the final c3 gap between the best and worst models already present early
+    in training ≥ 0.5 (paper Fig. 6, at 10% of training).
+
+    Scaled protocol: the three best and three worst models by test accuracy, paired by rank
+    (best with worst, second with second-worst, …); per pair the c3 gap at the first kept
+    checkpoint (1/8 of training, the nearest to 10%) over the final gap; mean over pairs
+    with a CI over pairs.
+    """
+    ranked = zoo.sort_values("test_acc", ascending=False).reset_index(drop=True)
+    best, worst = ranked.head(3), ranked.tail(3).iloc[::-1]
+    fractions = [(b["c3_first"] - w["c3_first"]) / (b["c3"] - w["c3"])
+                 for (_, b), (_, w) in zip(best.iterrows(), worst.iterrows(), strict=True)
+                 if b["c3"] != w["c3"]]
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    first = small_task["checkpoint_epochs"][0]
+    for group, color in ((best, "tab:green"), (worst, "tab:red")):
+        for _, row in group.iterrows():
+            ax.plot([0, first, small_task["epochs"]], [np.nan, row["c3_first"], row["c3"]],
+                    color=color, marker="o", alpha=0.7)
+    ax.set(xlabel="epoch", ylabel="c3", title=f"IC-8 c3 of the 3 best (green) and worst "
+                                               f"(red) models, {arch}")
+    save_figure(fig, "c3-over-training")
+    est = stats.mean(fractions)
+    est = stats.Estimate("early c3 gap / final c3 gap", est.value, est.ci_low, est.ci_high,
+                         est.n, est.p_value, est.method)
+    return judge("IC-8", est, Rule("greater", reference=0.5, inclusive=True),
+                 finding="differences between well- and poorly-generalizing models arise "
+                         "early")
