@@ -25,6 +25,7 @@ per doubling of each quadrupling, against the plain series at the same widths.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from fractions import Fraction
 
 import matplotlib.pyplot as plt
@@ -177,9 +178,8 @@ def test_FU_1_accuracy_does_not_degrade_with_width(arch, width_series, save_figu
     ax.set(ylabel="test accuracy (%)", title=f"FU-1 accuracy by width, {arch}")
     _width_axis(ax, series.factors)
     save_figure(fig, "accuracy-by-width")
-    est = stats.mean_difference(acc[:, -1], acc[:, 0], paired=True)
-    est = stats.Estimate("accuracy(4x) - accuracy(1/4x), points", est.value, est.ci_low,
-                         est.ci_high, est.n, est.p_value, est.method)
+    est = replace(stats.mean_difference(acc[:, -1], acc[:, 0], paired=True),
+                  statistic="accuracy(4x) - accuracy(1/4x), points")
     return judge("FU-1", est, Rule("greater", reference=-1.0, min_effect=0.0, inclusive=True),
                  finding="test accuracy does not degrade as width grows",
                  details={"accuracy_by_width": acc.mean(0).tolist()})

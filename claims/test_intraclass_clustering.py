@@ -19,6 +19,8 @@ that hyperparameter.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -271,9 +273,7 @@ def test_IC_6_measures_increase_with_depth(arch, zoo, save_figure):
         raise NotApplicable(f"{arch} has fewer than 3 unit layers with a measure that varies")
     save_figure(_layer_figure(zoo, arch, "per-layer measures (paper Fig. 5)"),
                 "measures-by-layer")
-    est = stats.mean(per_model)
-    est = stats.Estimate("mean over models of rho(depth, measure)", est.value, est.ci_low,
-                         est.ci_high, est.n, est.p_value, est.method)
+    est = replace(stats.mean(per_model), statistic="mean over models of rho(depth, measure)")
     return judge("IC-6", est, Rule("greater"), finding="the measures increase with depth")
 
 
@@ -288,9 +288,8 @@ def test_IC_7_c3_c4_drop_at_the_penultimate_layer(arch, zoo):
             diffs.append(float(np.mean([p[1] - p[0] for p in pair])))
     if len(diffs) < 2:
         raise NotApplicable(f"{arch} has fewer than two hidden unit layers")
-    est = stats.mean(diffs)
-    est = stats.Estimate("measure(penultimate) - measure(layer before)", est.value,
-                         est.ci_low, est.ci_high, est.n, est.p_value, est.method)
+    est = replace(stats.mean(diffs),
+                  statistic="measure(penultimate) - measure(layer before)")
     return judge("IC-7", est, Rule("less"),
                  finding="c3 and c4 drop sharply at the penultimate layer")
 
@@ -320,9 +319,7 @@ def test_IC_8_differences_arise_early(arch, zoo, small_task, save_figure):
     ax.set(xlabel="epoch", ylabel="c3", title=f"IC-8 c3 of the 3 best (green) and worst "
                                                f"(red) models, {arch}")
     save_figure(fig, "c3-over-training")
-    est = stats.mean(fractions)
-    est = stats.Estimate("early c3 gap / final c3 gap", est.value, est.ci_low, est.ci_high,
-                         est.n, est.p_value, est.method)
+    est = replace(stats.mean(fractions), statistic="early c3 gap / final c3 gap")
     return judge("IC-8", est, Rule("greater", reference=0.5, inclusive=True),
                  finding="differences between well- and poorly-generalizing models arise "
                          "early")
