@@ -118,17 +118,32 @@ def zoo(arch, train_runs, run_spec, small_task) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _tau_totals(frame: pd.DataFrame, measures: list[str], *,
+                seed: int = 0) -> tuple[list[float], np.ndarray]:
+    """Total granulated τ of each measure against test accuracy, and ``RESAMPLES`` bootstrap
+    totals (one row per resample) drawn by resampling, per hyperparameter, the groups of
+    models differing only in it: the same groups for every measure, so differences between
+    measures are paired."""
+    taus = {m: {a: np.array(t) for a, t in group_taus(frame, m, "test_acc", list(AXES)).items()
+                if t} for m in measures}
+    axes = list(taus[measures[0]])
+    if not axes:
+        raise ValueError("no hyperparameter varies within a group of models")
+    values = [float(np.mean([taus[m][a].mean() for a in axes])) for m in measures]
+    rng = np.random.default_rng(seed)
+    draws = np.empty((RESAMPLES, len(measures)))
+    for row in draws:
+        picks = {a: rng.integers(0, taus[measures[0]][a].size, taus[measures[0]][a].size)
+                 for a in axes}
+        row[:] = [np.mean([taus[m][a][picks[a]].mean() for a in axes]) for m in measures]
+    return values, draws
+
+
 def tau_estimate(frame: pd.DataFrame, measure: str, *, seed: int = 0) -> stats.Estimate:
     """Total granulated τ of ``measure`` against test accuracy, with a CI that resamples,
     per hyperparameter, the groups of models differing only in it."""
-    taus = {a: t for a, t in group_taus(frame, measure, "test_acc", list(AXES)).items() if t}
-    if not taus:
-        raise ValueError("no hyperparameter varies within a group of models")
-    value = float(np.mean([np.mean(t) for t in taus.values()]))
-    rng = np.random.default_rng(seed)
-    draws = [np.mean([np.mean(rng.choice(t, len(t))) for t in taus.values()])
-             for _ in range(RESAMPLES)]
-    lo, hi = np.quantile(draws, [0.025, 0.975])
+    (value,), draws = _tau_totals(frame, [measure], seed=seed)
+    lo, hi = np.quantile(draws[:, 0], [0.025, 0.975])
     return stats.Estimate(f"granulated tau({measure}, test accuracy)", value, float(lo),
                           float(hi), len(frame), None,
                           f"bootstrap percentile over groups per hyperparameter, {RESAMPLES} "
@@ -222,25 +237,15 @@ def test_IC_5_c3_beats_sharpness(arch, zoo):
     (larger = flatter, ranked against test accuracy as the paper's 1/σ′² reversed); the CI
     resamples groups per hyperparameter for both measures with the same draws.
     """
-    c3, sharp = tau_estimate(zoo, "c3"), tau_estimate(zoo, "flatness")
-    diff_draws = []
-    taus = {m: {a: t for a, t in group_taus(zoo, m, "test_acc", list(AXES)).items() if t}
-            for m in ("c3", "flatness")}
-    rng = np.random.default_rng(0)
-    for _ in range(RESAMPLES):
-        total = 0.0
-        for axis, t in taus["c3"].items():
-            pick = rng.integers(0, len(t), len(t))
-            total += np.mean(np.array(t)[pick]) - np.mean(np.array(taus["flatness"][axis])[pick])
-        diff_draws.append(total / len(taus["c3"]))
-    lo, hi = np.quantile(diff_draws, [0.025, 0.975])
-    est = stats.Estimate("total tau(c3) - total tau(sharpness)", c3.value - sharp.value,
+    (c3, sharp), draws = _tau_totals(zoo, ["c3", "flatness"])
+    lo, hi = np.quantile(draws[:, 0] - draws[:, 1], [0.025, 0.975])
+    est = stats.Estimate("total tau(c3) - total tau(sharpness)", c3 - sharp,
                          float(lo), float(hi), len(zoo), None,
                          f"paired bootstrap over groups per hyperparameter, {RESAMPLES} "
                          "resamples, seed 0")
     return judge("IC-5", est, Rule("greater"),
                  finding="intraclass clustering measures beat a sharpness baseline",
-                 details={"tau_c3": c3.value, "tau_sharpness": sharp.value})
+                 details={"tau_c3": c3, "tau_sharpness": sharp})
 
 
 def _layer_figure(zoo: pd.DataFrame, arch, title: str):
