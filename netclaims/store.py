@@ -42,6 +42,7 @@ from torch import nn
 
 import netclaims
 from netclaims._io import atomic_path, write_json
+from netclaims.numerics import cpu_numerics
 from netclaims.train import Progress, RunSpec, checkpoint_name, train
 
 EXECUTORS = ("inline", "process", "ray")
@@ -360,6 +361,7 @@ def provenance(device: str = "auto") -> dict[str, Any]:
         "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
         "device": ("cuda:" + torch.cuda.get_device_name(0)) if cuda and device != "cpu"
         else "cpu", "platform": platform.platform(), "threads": torch.get_num_threads(),
+        "cpu_numerics": cpu_numerics(),
     }
 
 

@@ -92,7 +92,7 @@ def test_json_schema_and_markdown_html(claims_env):
     report = json.loads((folder / "report.json").read_text())
     assert report["schema"] == 1
     for key in ("netclaims", "python", "torch", "device", "scale", "seeds", "command",
-                "git_commit"):
+                "git_commit", "cpu_numerics"):
         assert key in report["provenance"]
     record = report["records"][0]
     for key in ("id", "paper", "finding", "arch", "scale", "statistic", "estimate", "ci_low",
