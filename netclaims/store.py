@@ -108,15 +108,29 @@ class Run:
     @property
     def checkpoints(self) -> list[str]:
         """Saved checkpoints in training order: ``epoch_0000``, ``step_0000050``, …"""
-        names = [p.stem for p in (self.path / "checkpoints").glob("*.safetensors")]
+        return [name for name, _ in self.timeline]
+
+    @property
+    def timeline(self) -> list[tuple[str, float]]:
+        """Saved checkpoints in training order with the epoch each was taken at, fractional
+        inside an epoch (``step_0000005`` of a 10-step epoch is 0.5)."""
         per_epoch = max(1, self.history["step"].diff().iloc[1:].max()
                         if len(self.history) > 1 else 1)
 
-        def progress(name: str) -> float:
+        def epoch_of(name: str) -> float:
             kind, number = name.split("_")
-            return int(number) * per_epoch if kind == "epoch" else int(number)
+            return float(number) if kind == "epoch" else int(number) / per_epoch
 
-        return sorted(names, key=lambda n: (progress(n), n))
+        names = [p.stem for p in (self.path / "checkpoints").glob("*.safetensors")]
+        return sorted(((n, epoch_of(n)) for n in names), key=lambda item: (item[1], item[0]))
+
+    def checkpoint_named(self, name: str) -> nn.Module:
+        """The model saved as checkpoint ``name`` (an entry of :attr:`checkpoints`)."""
+        kind, _, number = name.partition("_")
+        if kind not in ("epoch", "step") or not number.isdigit():
+            raise KeyError(f"{name!r} is not a checkpoint name such as epoch_0003 or "
+                           f"step_0000050")
+        return self.checkpoint(**{kind: int(number)})
 
     def derived(self, name: str, params: Mapping[str, Any],
                 compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:

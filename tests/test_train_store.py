@@ -76,6 +76,12 @@ def test_run_history_checkpoints_and_cache_hit(tmp_path):
                                              "test_loss", "test_acc"]
     assert run.history["epoch"].tolist() == [0, 1, 2, 3, 4]
     assert run.checkpoints == ["epoch_0000", "step_0000003", "epoch_0002"]
+    steps_per_epoch = int(run.history["step"].iloc[1])
+    assert run.timeline == [("epoch_0000", 0.0), ("step_0000003", 3 / steps_per_epoch),
+                            ("epoch_0002", 2.0)]
+    assert _same_weights(run.checkpoint_named("step_0000003"), run.checkpoint(step=3))
+    with pytest.raises(KeyError, match="not a checkpoint name"):
+        run.checkpoint_named("final")
     assert not run.model.training
     assert not _same_weights(run.checkpoint(0), run.model)
     with pytest.raises(KeyError, match="epoch_0001"):

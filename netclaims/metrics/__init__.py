@@ -28,6 +28,13 @@ from netclaims.metrics.clustering import (
     c4_class_distance_std_ratio,
     standardize_for_c4,
 )
+from netclaims.metrics.dynamics import (
+    BlockSplit,
+    DoubleDescent,
+    double_descent,
+    moving_average,
+    similarity_blocks,
+)
 from netclaims.metrics.frivolous import (
     prunable_fraction,
     redundant_fraction,
@@ -51,7 +58,9 @@ from netclaims.metrics.selectivity import (
 )
 
 __all__ = [
+    "BlockSplit",
     "Curve",
+    "DoubleDescent",
     "MinibatchCKA",
     "ablation_curve",
     "c1_subclass_selectivity",
@@ -65,6 +74,7 @@ __all__ = [
     "curve_auc",
     "dbviz_plane",
     "decision_region_similarity",
+    "double_descent",
     "granulated_kendall",
     "group_taus",
     "hsic1",
@@ -73,6 +83,7 @@ __all__ = [
     "linear_cka",
     "mean_class_selectivity",
     "minibatch_cka",
+    "moving_average",
     "mutual_information",
     "noise_curve",
     "pgdl_score",
@@ -83,6 +94,7 @@ __all__ = [
     "redundant_fraction",
     "sample_triplets",
     "selectivity_from_class_means",
+    "similarity_blocks",
     "single_unit_importance",
     "standardize_for_c4",
     "train_linear_probe",
