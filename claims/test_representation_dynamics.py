@@ -1,0 +1,463 @@
+"""Claims of "Training dynamics of representations: perfect fitting and epoch-wise double
+descent" (the representation-dynamics paper; ResNet-18 and ViT-B/16 on CIFAR-10 with and
+without 20% label noise, Adam at a constant 1e-4 for 4000 epochs).
+
+Shared smoke protocol: the small task of ``claims/conftest.py`` (the first 1000 MNIST-1D
+training samples) trained with the registry's optimizer and learning rate held constant (the
+paper's constant-rate Adam; no decay that would end the evolution early) for twice the epochs
+that fit 1000 shuffled labels (MLP and conv net 80, smoke ResNet 50; paper scale: twice that
+on the full set), so that the nets reach perfect fitting early and then train on inside the
+perfect-fitting regime. Three families per seed (3 at smoke, 5 at paper): true labels; 20% of
+the labels shuffled ("noisy"); noisy at a quarter of the registry width ("narrow", RD-3).
+Checkpoints at initialization (epoch 0), every epoch to 10, then every 5. CKA: linear CKA of
+the flattened outputs of a unit layer on the first 1000 test samples (one full batch; the
+paper averages 4 batches of 512), each checkpoint's centered Gram matrix computed once and
+every pair taken from them (``cka_matrix``). The perfect-fitting epoch is the first whose
+training accuracy on the labels as trained is 100%. Linear probes (RD-7, RD-10): on the first
+and the deepest unit layer at every checkpoint, trained on the 1000 training samples with the
+labels as trained (Adam 1e-3, 20 epochs, seeded) and scored on the test samples. Effects are
+per seed; CIs over seeds.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from netclaims import models, stats
+from netclaims.claims import checkpoint_schedule, claim
+from netclaims.metrics import (
+    cka_matrix,
+    decision_region_similarity,
+    double_descent,
+    moving_average,
+    plane_predictions,
+    sample_triplets,
+    similarity_blocks,
+    train_linear_probe,
+)
+from netclaims.stats import Rule, judge
+from netclaims.units import collect
+
+LABEL_NOISE = 0.2
+NARROW_WIDTH = 0.25
+CKA_SAMPLES = 1000
+DENSE_UNTIL, SPACED = 10, 5
+SMOOTHING = 5
+"""RD-6: test error is smoothed by a centered 5-epoch moving average before its minimum and
+peak are read, so that epoch-to-epoch noise is not taken for a second descent."""
+PROBE_EPOCHS = 20
+PLANES, RESOLUTION = 5, 20
+"""RD-10: DRS over 5 dbViz planes of 20 × 20 points (triplets of test inputs of three
+classes)."""
+TRANSITION_TOLERANCE = 0.1
+
+CLEAN, NOISY, NARROW = "clean", "noisy", "narrow"
+
+
+@pytest.fixture
+def rd_runs(arch, train_runs, seeds, small_task):
+    """``rd_runs(family) -> [run per seed]`` for the families of the module docstring."""
+    epochs = 2 * small_task["epochs"]
+    base = {"epochs": epochs, "lr_schedule": "constant"}
+    if "dataset_options" in small_task:
+        base["dataset_options"] = small_task["dataset_options"]
+    base.update(checkpoint_schedule(epochs, 1, inside_first=0, dense_until=DENSE_UNTIL,
+                                    spaced=SPACED))
+    families = {CLEAN: {"label_noise": 0.0}, NOISY: {"label_noise": LABEL_NOISE},
+                NARROW: {"label_noise": LABEL_NOISE, "width": NARROW_WIDTH}}
+
+    def make(family: str) -> list:
+        return train_runs(arch, [{"seed": s, "noise_seed": s, **base, **families[family]}
+                                 for s in seeds])
+    return make
+
+
+def _unit_layers(model) -> list[str]:
+    return models.stages_of(model).layers
+
+
+def _heatmaps(run) -> dict[str, np.ndarray]:
+    """``{"epoch": (E,), layer: (E, E) CKA}`` over the run's checkpoints (cached beside it)."""
+    def compute() -> dict[str, torch.Tensor]:
+        reps: dict[str, list[torch.Tensor]] = {}
+        epochs = []
+        x = run.data.x_test[:CKA_SAMPLES]
+        for name, epoch in run.timeline:
+            model = run.checkpoint_named(name)
+            acts = collect(model, x, _unit_layers(model), reduce="none")
+            for layer, a in acts.items():
+                reps.setdefault(layer, []).append(a.flatten(1))
+            epochs.append(epoch)
+        out = {layer: torch.from_numpy(cka_matrix(r)) for layer, r in reps.items()}
+        return {"epoch": torch.tensor(epochs, dtype=torch.float64), **out}
+
+    cached = run.derived("cka-heatmaps", {"samples": CKA_SAMPLES}, compute)
+    return {k: v.numpy() for k, v in cached.items()}
+
+
+def _perfect_fit_epoch(run) -> float:
+    """First epoch with 100% training accuracy on the labels as trained (NaN if none)."""
+    history = run.history
+    fitted = history.loc[history["train_acc"] >= 1.0, "epoch"]
+    return float(fitted.iloc[0]) if len(fitted) else math.nan
+
+
+def _probes(run) -> dict[str, np.ndarray]:
+    """Per checkpoint: test error of linear probes on the first and the deepest unit layer,
+    and their predictions on the dbViz planes (cached beside the run)."""
+    def compute() -> dict[str, torch.Tensor]:
+        data = run.data
+        triplets = sample_triplets(data.y_test[:CKA_SAMPLES], PLANES, seed=run.spec.seed)
+        errors, planes = [], []
+        for name, _ in run.timeline:
+            model = run.checkpoint_named(name)
+            layers = _unit_layers(model)
+            chosen = [layers[0], layers[-1]]
+            train = collect(model, data.x_train, chosen, reduce="none")
+            test = collect(model, data.x_test[:CKA_SAMPLES], chosen, reduce="none")
+            row_err, row_planes = [], []
+            for layer in chosen:
+                probe = train_linear_probe(train[layer], data.y_train,
+                                           num_classes=data.num_classes, epochs=PROBE_EPOCHS,
+                                           seed=run.spec.seed)
+                with torch.no_grad():
+                    predicted = probe(test[layer].flatten(1)).argmax(-1)
+                row_err.append(float((predicted != data.y_test[:CKA_SAMPLES]).double().mean()))
+
+                def predict(points, model=model, layer=layer, probe=probe):
+                    feats = collect(model, points, [layer], reduce="none")[layer]
+                    return probe(feats.flatten(1))
+                row_planes.append(plane_predictions(predict, data.x_test[:CKA_SAMPLES],
+                                                    triplets, resolution=RESOLUTION))
+            errors.append(row_err)
+            planes.append(torch.stack(row_planes))
+        return {"error": torch.tensor(errors, dtype=torch.float64),
+                "planes": torch.stack(planes)}
+
+    params = {"samples": CKA_SAMPLES, "probe_epochs": PROBE_EPOCHS, "planes": PLANES,
+              "resolution": RESOLUTION}
+    return {k: v.numpy() for k, v in run.derived("probes", params, compute).items()}
+
+
+def _mean_claim(cid: str, finding: str, values, rule: Rule, statistic: str, **details):
+    est = replace(stats.mean(values), statistic=statistic)
+    return judge(cid, est, rule, finding=finding, details={"per_seed": list(values), **details})
+
+
+def _paired_claim(cid: str, finding: str, a, b, rule: Rule, statistic: str):
+    est = replace(stats.mean_difference(a, b, paired=True), statistic=statistic)
+    return judge(cid, est, rule, finding=finding, details={"a": list(a), "b": list(b)})
+
+
+def _epoch_ticks(ax, epochs: np.ndarray) -> None:
+    """Label a checkpoint × checkpoint image's axes with the checkpoints' epochs."""
+    ticks = np.linspace(0, len(epochs) - 1, 4).round().astype(int)
+    ax.set_xticks(ticks, [f"{epochs[t]:g}" for t in ticks], fontsize=6)
+    ax.set_yticks(ticks, [f"{epochs[t]:g}" for t in ticks], fontsize=6)
+
+
+def _heatmap_figure(runs_by_family: dict[str, object], arch, save_figure, name: str):
+    """CKA heatmaps epoch × epoch for every unit layer (columns), one row per family (first
+    seed), the perfect-fitting epoch marked."""
+    families = list(runs_by_family)
+    first = runs_by_family[families[0]]
+    layers = _unit_layers(first.model)
+    fig, axes = plt.subplots(len(families), len(layers),
+                             figsize=(2.2 * len(layers) + 1, 2.2 * len(families) + 0.6),
+                             squeeze=False)
+    for row, family in zip(axes, families, strict=True):
+        run = runs_by_family[family]
+        maps = _heatmaps(run)
+        epochs = maps["epoch"]
+        fit = _perfect_fit_epoch(run)
+        for ax, layer in zip(row, layers, strict=True):
+            image = ax.imshow(maps[layer], vmin=0, vmax=1, cmap="magma", origin="lower")
+            _epoch_ticks(ax, epochs)
+            if math.isfinite(fit):
+                index = float(np.interp(fit, epochs, np.arange(len(epochs))))
+                ax.axvline(index, color="cyan", lw=0.8)
+                ax.axhline(index, color="cyan", lw=0.8)
+            ax.set_title(f"{family}: {layer}", fontsize=7)
+    fig.colorbar(image, ax=axes, shrink=0.6, label="linear CKA")
+    fig.suptitle(f"CKA between checkpoints (epochs), perfect fitting in cyan, {arch}",
+                 fontsize=9)
+    save_figure(fig, name)
+
+
+# --------------------------------------------------------------------------- RD-1 … RD-4
+
+
+@claim("RD-1", finding="the first layer barely moves from its initialization",
+       requires=["stages"])
+def test_RD_1_first_layer_stays_near_init(arch, rd_runs, save_figure):
+    """min over checkpoints of CKA(first unit layer at t, at initialization) ≥ 0.8 (paper
+    Figs. 1a, 2a).
+
+    Scaled protocol: true-label runs; per seed the minimum of the heatmap's first column;
+    mean over seeds, judged against 0.8.
+    """
+    clean, noisy = rd_runs(CLEAN), rd_runs(NOISY)
+    values = []
+    for run in clean:
+        maps = _heatmaps(run)
+        values.append(float(maps[_unit_layers(run.model)[0]][:, 0].min()))
+    _heatmap_figure({CLEAN: clean[0], NOISY: noisy[0]}, arch, save_figure, "cka-heatmaps")
+    return _mean_claim("RD-1", "the first layer barely moves from its initialization", values,
+                       Rule("greater", reference=0.8, inclusive=True),
+                       "min over t of CKA(first layer at t, init)")
+
+
+def _init_minus_best(run) -> float:
+    """CKA(final, init) − CKA(final, best-test-accuracy epoch) of the first unit layer."""
+    maps = _heatmaps(run)
+    column = maps[_unit_layers(run.model)[0]][-1]
+    epochs = maps["epoch"]
+    history = run.history.set_index("epoch")
+    kept = history.loc[[int(e) for e in epochs if e > 0], "test_acc"]
+    best = float(kept.idxmax())
+    return float(column[0] - column[int(np.flatnonzero(epochs == best)[0])])
+
+
+@claim("RD-2", finding="in the perfect-fitting regime the first layer is closer to its "
+       "initialization than to the best early-stopping epoch", requires=["stages"])
+def test_RD_2_first_layer_returns_towards_init(arch, rd_runs):
+    """CKA(final, init) − CKA(final, best-test-accuracy epoch) of the first unit layer > 0
+    (paper Figs. 1a, 2a).
+
+    Scaled protocol: noisy runs at the registry width (the widest here); the best epoch is the
+    kept checkpoint with the highest test accuracy; per seed.
+    """
+    runs = rd_runs(NOISY)
+    values = [_init_minus_best(r) for r in runs]
+    return _mean_claim("RD-2", "in the perfect-fitting regime the first layer is closer to its "
+                       "initialization than to the best early-stopping epoch", values,
+                       Rule("greater"), "CKA(final, init) - CKA(final, best epoch), first layer",
+                       perfect_fit_epochs=[_perfect_fit_epoch(r) for r in runs])
+
+
+@claim("RD-3", finding="the return towards initialization needs width", requires=["stages"])
+def test_RD_3_return_needs_width(arch, rd_runs):
+    """RD-2's statistic at the registry width minus at a quarter of it > 0 (paper Figs. 8-10).
+
+    Scaled protocol: noisy runs at width 1 and 0.25, paired by seed.
+    """
+    wide, narrow = rd_runs(NOISY), rd_runs(NARROW)
+    return _paired_claim("RD-3", "the return towards initialization needs width",
+                         [_init_minus_best(r) for r in wide],
+                         [_init_minus_best(r) for r in narrow], Rule("greater"),
+                         "RD-2 statistic, width 1 - width 1/4")
+
+
+@claim("RD-4", finding="the first layer is nearly as similar to an unrelated initialization as "
+       "to its own", requires=["stages"])
+def test_RD_4_own_init_barely_closer_than_another(arch, rd_runs):
+    """CKA(final, own initialization) − CKA(final, another seed's initialization) of the first
+    unit layer within [0, 0.05] (paper appendix H.1, Fig. 19).
+
+    Scaled protocol: noisy runs; seed i is compared with the initialization of seed i+1
+    (cyclically), on the same 1000 test samples.
+    """
+    runs = rd_runs(NOISY)
+    x = runs[0].data.x_test[:CKA_SAMPLES]
+    values = []
+    for i, run in enumerate(runs):
+        other = runs[(i + 1) % len(runs)]
+        layer = _unit_layers(run.model)[0]
+        reps = [collect(m, x, [layer], reduce="none")[layer].flatten(1)
+                for m in (run.model, run.checkpoint(0), other.checkpoint(0))]
+        cka = cka_matrix(reps[:1], reps[1:])[0]
+        values.append(float(cka[0] - cka[1]))
+    return _mean_claim("RD-4", "the first layer is nearly as similar to an unrelated "
+                       "initialization as to its own", values, Rule("within", band=(0.0, 0.05)),
+                       "CKA(final, own init) - CKA(final, other init)")
+
+
+# --------------------------------------------------------------------------- RD-5 … RD-8
+
+
+def _off_diagonal_mean(heatmap: np.ndarray) -> float:
+    return float(heatmap[~np.eye(heatmap.shape[0], dtype=bool)].mean())
+
+
+@claim("RD-5", finding="with label noise the deeper layers evolve much more",
+       requires=["stages"])
+def test_RD_5_noise_makes_deep_layers_churn(arch, rd_runs):
+    """Mean off-diagonal CKA of the deepest unit layer, noisy − true labels < 0 (paper Figs.
+    1e-f vs 2e-f).
+
+    Scaled protocol: paired by seed (same initialization, same data order).
+    """
+    def deepest(run) -> float:
+        return _off_diagonal_mean(_heatmaps(run)[_unit_layers(run.model)[-1]])
+
+    return _paired_claim("RD-5", "with label noise the deeper layers evolve much more",
+                         [deepest(r) for r in rd_runs(NOISY)],
+                         [deepest(r) for r in rd_runs(CLEAN)], Rule("less"),
+                         "off-diagonal CKA of the deepest layer, noisy - clean")
+
+
+def _dynamics_figure(runs, arch, save_figure):
+    """Test error over training (every epoch, smoothed dashed) and probe test error at the
+    checkpoints, first and deepest unit layer; perfect fitting marked."""
+    fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 3.2), sharey=True,
+                             squeeze=False)
+    for ax, run in zip(axes[0], runs, strict=True):
+        history = run.history
+        error = 1 - history["test_acc"].to_numpy()
+        ax.plot(history["epoch"], error, color="black", lw=0.8, label="test error")
+        ax.plot(history["epoch"], moving_average(error, SMOOTHING), color="black", ls="--", lw=0.8)
+        probes = _probes(run)["error"]
+        epochs = [e for _, e in run.timeline]
+        ax.plot(epochs, probes[:, 0], marker="o", ms=2, label="probe, first layer")
+        ax.plot(epochs, probes[:, 1], marker="o", ms=2, label="probe, deepest layer")
+        fit = _perfect_fit_epoch(run)
+        if math.isfinite(fit):
+            ax.axvline(fit, color="cyan", lw=0.8, label="perfect fitting")
+        ax.set(xlabel="epoch", title=f"seed {run.spec.seed}")
+    axes[0, 0].set_ylabel("test error")
+    axes[0, 0].legend(fontsize=6)
+    fig.suptitle(f"test and probe error over training, {LABEL_NOISE:.0%} label noise, {arch}",
+                 fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, "error-over-training")
+
+
+@claim("RD-6", finding="with label noise the test error shows epoch-wise double descent",
+       requires=["stages"])
+def test_RD_6_epochwise_double_descent(arch, rd_runs, save_figure):
+    """Double-descent depth of the test error > 0: min(rise, −fall) at the point where both
+    show most, with rise = error there − the lowest error before it and fall = final error −
+    error there; the catalogue's two parts (rise > 0, final − peak < 0) in one number that is
+    positive only when both hold (paper Figs. 2g, 7g).
+
+    Scaled protocol: noisy runs; test error of every epoch smoothed by a centered 5-epoch
+    moving average; per seed. Whether MNIST-1D at this size shows epoch-wise double descent is
+    what the claim measures: the figure shows the curves.
+    """
+    runs = rd_runs(NOISY)
+    shapes = [double_descent(moving_average(1 - r.history["test_acc"].to_numpy(), SMOOTHING))
+              for r in runs]
+    values = [shape.depth for shape in shapes]
+    _dynamics_figure(runs, arch, save_figure)
+    return _mean_claim("RD-6", "with label noise the test error shows epoch-wise double "
+                       "descent", values, Rule("greater"),
+                       "double-descent depth of test error",
+                       rise_and_fall=[(s.rise, s.fall) for s in shapes])
+
+
+@claim("RD-7", finding="only probes on the deeper layers show their own double descent",
+       requires=["stages"])
+def test_RD_7_probe_double_descent_in_deep_layers(arch, rd_runs, save_figure):
+    """Double-descent depth of the probe test error, deepest unit layer − first unit layer > 0
+    (paper Fig. 6).
+
+    Scaled protocol: noisy runs; probes at every checkpoint (see the module docstring); depth
+    as in RD-6 on the probe error over checkpoints (unsmoothed: checkpoints are sparser than
+    epochs); per seed.
+    """
+    runs = rd_runs(NOISY)
+    values = []
+    for run in runs:
+        error = _probes(run)["error"]
+        values.append(double_descent(error[:, 1]).depth - double_descent(error[:, 0]).depth)
+    _dynamics_figure(runs, arch, save_figure)
+    return _mean_claim("RD-7", "only probes on the deeper layers show their own double descent",
+                       values, Rule("greater"), "probe double-descent depth, deepest - first")
+
+
+@claim("RD-8", finding="representations form similarity blocks, more marked with label noise",
+       requires=["stages"])
+def test_RD_8_similarity_blocks_sharper_with_noise(arch, rd_runs):
+    """Block contrast (mean CKA inside the detected blocks − across them), noisy − true labels
+    > 0 (paper section 3.3).
+
+    Scaled protocol: per unit layer the best split of the checkpoints into two contiguous
+    blocks (one transition); contrast averaged over the unit layers; paired by seed.
+    """
+    def contrast(run) -> float:
+        maps = _heatmaps(run)
+        return float(np.mean([similarity_blocks(maps[layer]).contrast
+                              for layer in _unit_layers(run.model)]))
+
+    return _paired_claim("RD-8", "representations form similarity blocks, more marked with "
+                         "label noise", [contrast(r) for r in rd_runs(NOISY)],
+                         [contrast(r) for r in rd_runs(CLEAN)], Rule("greater"),
+                         "block contrast, noisy - clean")
+
+
+# --------------------------------------------------------------------------- RD-9, RD-10
+
+
+@claim("RD-9", finding="in a transformer the perfect-fitting epoch marks a transition in every "
+       "block", requires=["transformer"])
+def test_RD_9_transformer_transition_at_perfect_fit(arch, rd_runs, save_figure):
+    """Fraction of transformer blocks whose detected block boundary lies within ±10% of
+    training of the perfect-fitting epoch ≥ 0.5 (paper Figs. 3, 17).
+
+    Scaled protocol: the built-in small transformer (3 pre-norm blocks over patches of 4
+    positions), noisy runs; per block the best two-block split of its MLP units' CKA heatmap
+    (RD-8); per seed the fraction of blocks whose boundary is within 10% of the epochs of the
+    perfect-fitting epoch (a run that never fits perfectly counts 0).
+    """
+    runs = rd_runs(NOISY)
+    values = []
+    for run in runs:
+        maps = _heatmaps(run)
+        epochs = maps["epoch"]
+        fit = _perfect_fit_epoch(run)
+        hits = [abs(epochs[similarity_blocks(maps[layer]).start] - fit)
+                <= TRANSITION_TOLERANCE * epochs[-1] for layer in _unit_layers(run.model)]
+        values.append(float(np.mean(hits)) if math.isfinite(fit) else 0.0)
+    _heatmap_figure({NOISY: runs[0]}, arch, save_figure, "cka-heatmaps")
+    return _mean_claim("RD-9", "in a transformer the perfect-fitting epoch marks a transition "
+                       "in every block", values, Rule("greater", reference=0.5, inclusive=True),
+                       "fraction of blocks with a transition at perfect fitting",
+                       perfect_fit_epochs=[_perfect_fit_epoch(r) for r in runs])
+
+
+@claim("RD-10", finding="DRS agrees with CKA", requires=["stages"])
+def test_RD_10_drs_agrees_with_cka(arch, rd_runs, save_figure):
+    """Spearman ρ between DRS and CKA over checkpoint pairs > 0, per layer (paper section 4,
+    Fig. 6 and appendix).
+
+    Scaled protocol: noisy runs; the probes of RD-7 on the first and the deepest unit layer;
+    DRS of every pair of checkpoints over 5 dbViz planes of 20 × 20 points; ρ over the pairs
+    (i < j) per layer, averaged over the two layers; per seed.
+    """
+    runs = rd_runs(NOISY)
+    values, shown = [], None
+    for run in runs:
+        maps, planes = _heatmaps(run), _probes(run)["planes"]
+        layers = _unit_layers(run.model)
+        e = planes.shape[0]
+        pairs = np.triu_indices(e, 1)
+        rhos = []
+        for side, layer in enumerate((layers[0], layers[-1])):
+            drs = np.ones((e, e))
+            for i, j in zip(*pairs, strict=True):
+                drs[i, j] = drs[j, i] = decision_region_similarity(
+                    torch.from_numpy(planes[i, side]), torch.from_numpy(planes[j, side]))
+            rhos.append(stats.correlation(drs[pairs], maps[layer][pairs],
+                                          n_resamples=99).value)
+            if shown is None or len(shown) < 2:
+                shown = (shown or []) + [(layer, drs, maps[layer], maps["epoch"])]
+        values.append(float(np.mean(rhos)))
+    fig, axes = plt.subplots(2, 2, figsize=(6.5, 6))
+    for row, (layer, drs, cka, epochs) in zip(axes, shown, strict=True):
+        for ax, grid, title in ((row[0], drs, "DRS"), (row[1], cka, "CKA")):
+            ax.imshow(grid, vmin=0, vmax=1, cmap="magma", origin="lower")
+            _epoch_ticks(ax, epochs)
+            ax.set_title(f"{title}: {layer}", fontsize=8)
+            ax.set(xlabel="epoch", ylabel="epoch")
+    fig.suptitle(f"DRS beside CKA between checkpoints (seed {runs[0].spec.seed}), {arch}",
+                 fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, "drs-vs-cka")
+    return _mean_claim("RD-10", "DRS agrees with CKA", values, Rule("greater"),
+                       "rho(DRS, CKA) over checkpoint pairs")

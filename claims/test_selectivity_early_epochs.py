@@ -1,0 +1,536 @@
+"""Claims of "On the special role of class-selective neurons in early training" (Ranadive,
+Thakurdesai, Morcos, Leavitt & Gal 2023; ResNet-50 on ImageNet in the paper).
+
+Shared smoke protocol: the small task of ``claims/conftest.py`` (the first 1000 MNIST-1D
+training samples) trained for 20 epochs (paper: 90 ImageNet epochs; paper scale here: 40 on
+the full set) with the registry's optimizer, once per seed (3 at smoke, 5 at paper) in nine
+conditions: unregularized; the selectivity regularizer against selectivity switched on at
+epoch 0, 1, …, 5 and kept on; switched on at epoch 0 and off after 4 epochs; and in favour of
+selectivity for the first 4 epochs. Epochs are counted from 0 as in the paper ("switched on
+at epoch e" = from the (e+1)-th pass over the data; the checkpoint after e passes is "epoch
+e"). The regularizer follows the paper: ``loss = CE − α · mean SI`` over the units of the early
+and intermediate stages (against: α < 0) or of every stage (in favour: α > 0, the paper's
+appendix A.5.2); α is the paper's (−20 against, +5 in favour) scaled by the ratio of the
+initial cross-entropies, ln C / ln 1000 (C = the task's classes: −6.7 and +1.7 on MNIST-1D).
+The unregularized and the from-epoch-0 runs keep checkpoints at initialization, 4 points
+inside the first epoch, every epoch up to 5 and every 5 epochs after. Selectivity: class
+selectivity index of every unit after the ReLU (conv maps averaged over positions) on the
+first 1000 test samples, averaged over the units of each layer, then over the layers of a
+stage. Effects are per seed; CIs over seeds (bootstrap), so with 3 seeds they are wide.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import replace
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+import torch
+
+from netclaims import models, stats
+from netclaims.claims import checkpoint_schedule, claim
+from netclaims.metrics import ablation_curve, class_balance, class_selectivity, linear_cka
+from netclaims.stats import Rule, judge
+from netclaims.train import Regularizer
+from netclaims.units import collect
+
+EPOCHS = {"smoke": 20, "paper": 40}
+START_EPOCHS = (0, 1, 2, 3, 4, 5)
+OFF_AFTER = 4
+PAPER_ALPHA_AGAINST, PAPER_ALPHA_FOR, PAPER_CLASSES = -20.0, 5.0, 1000
+REGULARIZED = ("early", "intermediate")
+SI_SAMPLES = 1000
+ABLATION_SAMPLES = 500
+ORDERINGS = 5
+PEAK_WINDOW = 0.2
+"""SE-1/SE-2: the peak is looked for in the first 20% of training (after initialization)."""
+ABLATION_WINDOW = 5.0
+"""SE-6/SE-7: the early window of checkpoints (epochs after initialization) for the slopes."""
+FIRST_EPOCHS = 2.0
+"""SE-13: class over-representation is read at the checkpoints of the first 2 epochs."""
+
+NONE, FROM_0, OFF, FOR = "unregularized", "against from 0", "against 0-3, then off", "for 0-3"
+TRACED = (NONE, FROM_0)
+
+
+def _against(start: int, alpha: float, stop: int | None = None) -> Regularizer:
+    return Regularizer("selectivity", alpha, start=start + 1,
+                       stop=None if stop is None else stop + 1,
+                       params={"stages": list(REGULARIZED)})
+
+
+def conditions(num_classes: int) -> dict[str, tuple[Regularizer, ...]]:
+    """The nine regularizer conditions, α scaled by ln C / ln 1000."""
+    scale = math.log(num_classes) / math.log(PAPER_CLASSES)
+    against, favour = PAPER_ALPHA_AGAINST * scale, PAPER_ALPHA_FOR * scale
+    out = {NONE: ()}
+    out.update({f"against from {e}": (_against(e, against),) for e in START_EPOCHS})
+    out[OFF] = (_against(0, against, stop=OFF_AFTER),)
+    out[FOR] = (Regularizer("selectivity", favour, start=1, stop=OFF_AFTER + 1),)
+    return out
+
+
+@pytest.fixture
+def se_runs(arch, train_runs, run_spec, seeds, scale, claims_data, small_task) -> dict:
+    """``{condition: [run per seed]}`` for the nine conditions of the module docstring."""
+    epochs = EPOCHS[scale]
+    base = {"epochs": epochs}
+    if "dataset_options" in small_task:
+        base["dataset_options"] = small_task["dataset_options"]
+    train_size = base.get("dataset_options", {}).get("train_size", claims_data.x_train.shape[0])
+    steps = math.ceil(train_size / run_spec(arch, **base).batch_size)
+    traced = checkpoint_schedule(epochs, steps)
+    variants = {name: [{"seed": s, **base, "regularizers": regs,
+                        **(traced if name in TRACED else {})} for s in seeds]
+                for name, regs in conditions(claims_data.num_classes).items()}
+    runs = iter(train_runs(arch, [v for group in variants.values() for v in group]))
+    return {name: [next(runs) for _ in seeds] for name in variants}
+
+
+def _dynamics(run) -> dict[str, np.ndarray]:
+    """Per checkpoint of a traced run (cached beside it): its epoch, mean SI per stage, linear
+    CKA between the last layers of the early and the late stage, the top-5 predicted-class
+    count on held-out data, and for unregularized runs, inside the early window and at the
+    end, the normalized ablation AUC of the early+intermediate and of the late units in
+    selective order (most selective first) and in 5 random orders (their mean)."""
+    def compute() -> dict[str, torch.Tensor]:
+        out: dict[str, list] = {k: [] for k in ("epoch", "si", "cka", "top5", "auc")}
+        timeline = run.timeline
+        last = timeline[-1][1]
+        for name, epoch in timeline:
+            model = run.checkpoint_named(name)
+            stages = models.stages_of(model)
+            x, y = run.data.x_test[:SI_SAMPLES], run.data.y_test[:SI_SAMPLES]
+            acts = collect(model, x, stages.layers)
+            si = [float(np.mean([float(class_selectivity(acts[layer], y).mean())
+                                 for layer in stages[stage]])) for stage in stages.names]
+            full = collect(model, x, [stages[stages.names[0]][-1], stages[stages.names[-1]][-1]],
+                           reduce="none")
+            early, late = (t.flatten(1) for t in full.values())
+            with torch.no_grad():
+                logits = model(x)
+            auc = [np.nan] * 4
+            if not run.spec.regularizers and (0 < epoch <= ABLATION_WINDOW or epoch == last):
+                auc = _ablation_aucs(run, model, stages, acts, y)
+            out["epoch"].append(epoch)
+            out["si"].append(si)
+            out["cka"].append(_cka_or_nan(early, late))
+            out["top5"].append(class_balance(logits, top=5))
+            out["auc"].append(auc)
+        return {k: torch.tensor(np.asarray(v, dtype=np.float64)) for k, v in out.items()}
+
+    params = {"si_samples": SI_SAMPLES, "ablation_samples": ABLATION_SAMPLES,
+              "orderings": ORDERINGS, "window": ABLATION_WINDOW}
+    return {k: v.numpy() for k, v in run.derived("se-dynamics", params, compute).items()}
+
+
+def _cka_or_nan(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Linear CKA, or NaN when a layer is dead (constant): a regularized net can lose a whole
+    stage, and only SE-8 reads CKA, on unregularized runs, where a NaN would surface as an
+    error with its reason."""
+    if bool((x.std(0) == 0).all()) or bool((y.std(0) == 0).all()):
+        return math.nan
+    return linear_cka(x, y)
+
+
+def _ablation_aucs(run, model, stages, acts, y) -> list[float]:
+    """[selective early+intermediate, random early+intermediate, selective late, random
+    late]: one call per group, the selective order stacked on the random ones."""
+    x, y_abl = run.data.x_test[:ABLATION_SAMPLES], run.data.y_test[:ABLATION_SAMPLES]
+    gen = torch.Generator().manual_seed(run.spec.seed)
+    out = []
+    for group in (list(REGULARIZED), [stages.names[-1]]):
+        layers = [layer for stage in group if stage in stages.names for layer in stages[stage]]
+        orders = {}
+        for layer in layers:
+            order = class_selectivity(acts[layer], y).argsort(descending=True)
+            randoms = [torch.randperm(order.numel(), generator=gen) for _ in range(ORDERINGS)]
+            orders[layer] = torch.stack([order, *randoms])
+        curve = ablation_curve(model, x, y_abl, layers, orderings=orders)
+        out += [float(curve.aucs[0]), float(curve.aucs[1:].mean())]
+    return out
+
+
+def _final_acc(run) -> float:
+    return float(run.history["test_acc"].iloc[-1]) * 100
+
+
+def _stage_index(run, stage: str) -> int:
+    return models.stages_of(run.model).names.index(stage)
+
+
+def _peak_and_final(dyn: dict, stage: int) -> tuple[float, float]:
+    epochs, si = dyn["epoch"], dyn["si"][:, stage]
+    window = (epochs > 0) & (epochs <= PEAK_WINDOW * epochs[-1])
+    return float(si[window].max()), float(si[-1])
+
+
+def _early_stage_indices(run) -> list[int]:
+    names = models.stages_of(run.model).names
+    return [names.index(s) for s in REGULARIZED if s in names]
+
+
+def _selectivity_figure(se_runs, arch, save_figure, name: str = "selectivity-over-training"):
+    """Mean SI per stage over training, the unregularized and the from-epoch-0 runs side by
+    side (mean over seeds), with the window where SE-1 looks for the peak shaded."""
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
+    stages = models.stages_of(se_runs[NONE][0].model).names
+    for ax, condition in zip(axes, TRACED, strict=True):
+        dyns = [_dynamics(r) for r in se_runs[condition]]
+        epochs = dyns[0]["epoch"]
+        mean = np.mean([d["si"] for d in dyns], axis=0)
+        for i, stage in enumerate(stages):
+            ax.plot(np.maximum(epochs, 0.05), mean[:, i], marker="o", ms=3, label=stage)
+        ax.axvspan(0.05, PEAK_WINDOW * epochs[-1], color="grey", alpha=0.15)
+        ax.set(xscale="log", xlabel="epoch (log; 0 drawn at 0.05)", title=condition)
+    axes[0].set_ylabel("mean class selectivity")
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"class selectivity per stage over training, {arch}")
+    fig.tight_layout()
+    save_figure(fig, name)
+
+
+def _accuracy_figure(se_runs, arch, save_figure):
+    """Test accuracy over training for every condition (mean over seeds)."""
+    fig, ax = plt.subplots(figsize=(6, 3.8))
+    colors = plt.cm.tab10(np.linspace(0, 1, 10))
+    for color, (condition, runs) in zip(colors, se_runs.items(), strict=False):
+        acc = np.mean([r.history["test_acc"].to_numpy() for r in runs], axis=0) * 100
+        ax.plot(runs[0].history["epoch"], acc, color=color, label=condition,
+                lw=2 if condition in (NONE, FROM_0) else 1)
+    ax.set(xlabel="epoch", ylabel="test accuracy (%)",
+           title=f"selectivity regularizer conditions, {arch}")
+    ax.legend(fontsize=6, ncol=2)
+    fig.tight_layout()
+    save_figure(fig, "accuracy-by-condition")
+
+
+def _mean_claim(cid: str, finding: str, values, rule: Rule, statistic: str, **details):
+    est = replace(stats.mean(values), statistic=statistic)
+    return judge(cid, est, rule, finding=finding, details={"per_seed": list(values), **details})
+
+
+def _paired_claim(cid: str, finding: str, a, b, rule: Rule, statistic: str):
+    est = replace(stats.mean_difference(a, b, paired=True), statistic=statistic)
+    return judge(cid, est, rule, finding=finding, details={"a": list(a), "b": list(b)})
+
+
+# --------------------------------------------------------------------------- SE-1 … SE-3
+
+
+@claim("SE-1", finding="early and intermediate selectivity rises in the first epochs, then "
+       "recedes", requires=["stages"])
+def test_SE_1_selectivity_peaks_early_then_recedes(arch, se_runs, save_figure):
+    """(peak − final) / final mean SI > 0 with peak ≥ 1.1 × final, for the early and the
+    intermediate stage (paper Fig. 2; the peak searched in the first 20% of training).
+
+    Scaled protocol: unregularized runs; per seed the smaller of the two stages' relative
+    excess (both stages must show it); mean over seeds.
+    """
+    values = []
+    for run in se_runs[NONE]:
+        dyn = _dynamics(run)
+        excess = [(peak - final) / final for peak, final in
+                  (_peak_and_final(dyn, i) for i in _early_stage_indices(run))]
+        values.append(min(excess))
+    _selectivity_figure(se_runs, arch, save_figure)
+    return _mean_claim("SE-1", "early and intermediate selectivity rises in the first epochs, "
+                       "then recedes", values, Rule("greater", min_effect=0.1),
+                       "(peak - final) / final SI, early & intermediate (min)")
+
+
+@claim("SE-2", finding="the late stage shows no comparable decline", requires=["stages"])
+def test_SE_2_late_stage_does_not_decline(arch, se_runs):
+    """(peak − final)/peak of the late stage minus the mean of the same for the early and
+    intermediate stages < 0 (paper Fig. 2).
+
+    Scaled protocol: unregularized runs, peaks in the first 20% of training; per seed.
+    """
+    values = []
+    for run in se_runs[NONE]:
+        dyn = _dynamics(run)
+        decline = [(p - f) / p for p, f in (_peak_and_final(dyn, i)
+                                            for i in range(dyn["si"].shape[1]))]
+        early = [decline[i] for i in _early_stage_indices(run)]
+        values.append(decline[-1] - float(np.mean(early)))
+    return _mean_claim("SE-2", "the late stage shows no comparable decline", values,
+                       Rule("less"), "decline(late) - decline(early, intermediate)")
+
+
+@claim("SE-3", finding="selectivity settles late > intermediate > early", requires=["stages"])
+def test_SE_3_selectivity_settles_by_depth(arch, se_runs):
+    """Spearman ρ(stage depth, final mean SI) > 0, ρ ≥ 0.5 (paper Fig. 2).
+
+    Scaled protocol: unregularized runs; the (stage index, final SI) points of every seed
+    pooled; CI by resampling points.
+    """
+    depths, values = [], []
+    for run in se_runs[NONE]:
+        final = _dynamics(run)["si"][-1]
+        depths += list(range(final.size))
+        values += final.tolist()
+    est = replace(stats.correlation(depths, values), statistic="rho(stage depth, final SI)")
+    return judge("SE-3", est, Rule("greater", min_effect=0.5),
+                 finding="selectivity settles late > intermediate > early",
+                 details={"depths": depths, "final_si": values})
+
+
+# --------------------------------------------------------------------------- SE-4 … SE-7
+
+
+def _auc_column(group: str, order: str) -> int:
+    return {"early": 0, "late": 2}[group] + {"selective": 0, "random": 1}[order]
+
+
+def _final_auc_gap(se_runs, group: str) -> list[float]:
+    return [float(d["auc"][-1, _auc_column(group, "selective")]
+                  - d["auc"][-1, _auc_column(group, "random")])
+            for d in map(_dynamics, se_runs[NONE])]
+
+
+@claim("SE-4", finding="selective-first ablation of early/intermediate units hurts less than "
+       "random", requires=["stages"])
+def test_SE_4_selective_ablation_milder_early_stages(arch, se_runs):
+    """AUC(selective order) − AUC(random order) > 0 for the early and intermediate units of a
+    trained net (paper Fig. 4).
+
+    Scaled protocol: final unregularized nets; the same fraction of units ablated (clamped to
+    0) in every early and intermediate layer, most selective first (SI on 1000 test samples)
+    or in 5 random orders; accuracy on 500 test samples normalized by the intact net's; per
+    seed.
+    """
+    return _mean_claim("SE-4", "selective-first ablation of early/intermediate units hurts less "
+                       "than random", _final_auc_gap(se_runs, "early"), Rule("greater"),
+                       "AUC(selective) - AUC(random), early & intermediate")
+
+
+@claim("SE-5", finding="in the late stage selective-first ablation hurts more than random",
+       requires=["stages"])
+def test_SE_5_selective_ablation_harsher_late_stage(arch, se_runs):
+    """AUC(selective order) − AUC(random order) < 0 for the late stage (paper Fig. 4).
+
+    Scaled protocol: as SE-4, the late stage's layers.
+    """
+    return _mean_claim("SE-5", "in the late stage selective-first ablation hurts more than "
+                       "random", _final_auc_gap(se_runs, "late"), Rule("less"),
+                       "AUC(selective) - AUC(random), late")
+
+
+def _window_slopes(run, order: str) -> float:
+    dyn = _dynamics(run)
+    window = (dyn["epoch"] > 0) & (dyn["epoch"] <= ABLATION_WINDOW)
+    return float(np.polyfit(dyn["epoch"][window],
+                            dyn["auc"][window, _auc_column("early", order)], 1)[0])
+
+
+def _ablation_figure(se_runs, arch, save_figure):
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    for order, color in (("selective", "tab:red"), ("random", "tab:blue")):
+        for i, run in enumerate(se_runs[NONE]):
+            dyn = _dynamics(run)
+            keep = ~np.isnan(dyn["auc"][:, 0])
+            ax.plot(dyn["epoch"][keep], dyn["auc"][keep, _auc_column("early", order)],
+                    color=color, marker="o", ms=3, alpha=0.7,
+                    label=f"{order} order" if i == 0 else None)
+    ax.axvspan(0, ABLATION_WINDOW, color="grey", alpha=0.12, label="slope window")
+    ax.set(xlabel="epoch", ylabel="ablation AUC (normalized)",
+           title=f"early+intermediate ablation over training, {arch}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, "ablation-auc-over-training")
+
+
+@claim("SE-6", finding="selective-first ablation is more damaging early in training",
+       requires=["stages"])
+def test_SE_6_selective_ablation_damage_falls_over_training(arch, se_runs, save_figure):
+    """Slope of the selective-order ablation AUC of early and intermediate units over the
+    checkpoints of an early window > 0 (paper Fig. 5).
+
+    Scaled protocol: unregularized runs; the checkpoints after initialization up to epoch 5
+    (4 inside the first epoch, then every epoch); least-squares slope per seed (AUC per
+    epoch).
+    """
+    _ablation_figure(se_runs, arch, save_figure)
+    slopes = [_window_slopes(run, "selective") for run in se_runs[NONE]]
+    return _mean_claim("SE-6", "selective-first ablation is more damaging early in training",
+                       slopes, Rule("greater"), "slope of selective-order AUC, early window")
+
+
+@claim("SE-7", finding="random-order ablation damage is roughly constant over training",
+       requires=["stages"])
+def test_SE_7_random_ablation_damage_constant(arch, se_runs):
+    """|slope of the random-order AUC| / |slope of the selective-order AUC| < 1, same window
+    and units as SE-6 (paper Fig. 5).
+
+    Scaled protocol: the slopes of SE-6 per seed; the ratio of their means over seeds, CI by
+    resampling seeds.
+    """
+    selective = np.array([_window_slopes(r, "selective") for r in se_runs[NONE]])
+    randoms = np.array([_window_slopes(r, "random") for r in se_runs[NONE]])
+    est = stats.resampled(lambda idx: abs(randoms[idx].mean()) / abs(selective[idx].mean()),
+                          len(selective), name="|slope random| / |slope selective|")
+    return judge("SE-7", est, Rule("less", reference=1.0),
+                 finding="random-order ablation damage is roughly constant over training",
+                 details={"selective": selective.tolist(), "random": randoms.tolist()})
+
+
+# --------------------------------------------------------------------------- SE-8
+
+
+@claim("SE-8", finding="early and late representations are more similar in the first epochs",
+       requires=["stages"])
+def test_SE_8_early_late_similarity_falls(arch, se_runs, save_figure):
+    """Mean CKA(early stage, late stage) over the first checkpoints minus over the last ones
+    > 0 (paper Fig. 7).
+
+    Scaled protocol: unregularized runs; linear CKA between the (flattened) outputs of the
+    last layer of the early stage and of the late stage on 1000 test samples; first = the
+    checkpoints inside the first epoch and at its end, last = the last three; per seed.
+    """
+    values = []
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for run in se_runs[NONE]:
+        dyn = _dynamics(run)
+        first = (dyn["epoch"] > 0) & (dyn["epoch"] <= 1)
+        values.append(float(dyn["cka"][first].mean() - dyn["cka"][-3:].mean()))
+        ax.plot(np.maximum(dyn["epoch"], 0.05), dyn["cka"], marker="o", ms=3, alpha=0.8,
+                label=f"seed {run.spec.seed}")
+    ax.set(xscale="log", xlabel="epoch (log; 0 drawn at 0.05)", ylabel="linear CKA",
+           title=f"CKA(early stage, late stage) over training, {arch}")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    save_figure(fig, "early-late-cka")
+    return _mean_claim("SE-8", "early and late representations are more similar in the first "
+                       "epochs", values, Rule("greater"), "CKA(first epoch) - CKA(end)")
+
+
+# --------------------------------------------------------------------------- SE-9 … SE-14
+
+
+def _peak_epoch(se_runs) -> int:
+    """The start epoch "at the peak": the epoch (0..5) after which the mean SI of the
+    regularized stages peaks in the unregularized runs, median over seeds."""
+    peaks = []
+    for run in se_runs[NONE]:
+        dyn = _dynamics(run)
+        whole = np.isin(dyn["epoch"], START_EPOCHS)
+        si = dyn["si"][:, _early_stage_indices(run)].mean(1)
+        peaks.append(float(dyn["epoch"][whole][np.argmax(si[whole])]))
+    return int(np.clip(round(float(np.median(peaks))), min(START_EPOCHS), max(START_EPOCHS)))
+
+
+@claim("SE-9", finding="regularizing against selectivity from epoch 0 impairs accuracy more "
+       "than from the peak", requires=["stages"])
+def test_SE_9_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
+    """Final test accuracy(regularizer on from the selectivity peak) − (on from epoch 0) > 0,
+    at least 1 point (paper Fig. 6: α = −20, on from epoch 5 vs 0).
+
+    Scaled protocol: α against scaled as in the module docstring, on the early and
+    intermediate stages; "the peak" is the epoch (0…5) after which the regularized stages'
+    mean SI peaks in the unregularized runs (median over seeds); paired over seeds; points.
+    """
+    peak = _peak_epoch(se_runs)
+    _accuracy_figure(se_runs, arch, save_figure)
+    return _paired_claim("SE-9", "regularizing against selectivity from epoch 0 impairs "
+                         "accuracy more than from the peak",
+                         [_final_acc(r) for r in se_runs[f"against from {peak}"]],
+                         [_final_acc(r) for r in se_runs[FROM_0]],
+                         Rule("greater", min_effect=1.0),
+                         f"acc(from peak = epoch {peak}) - acc(from 0), points")
+
+
+@claim("SE-10", finding="switching the regularizer on at any epoch after the first performs "
+       "about as well as at the peak", requires=["stages"])
+def test_SE_10_first_epoch_is_the_critical_period(arch, se_runs):
+    """(max − min final accuracy over start epochs 1…5) − the SE-9 gap < 0 (paper Fig. 8:
+    the critical period is the first epoch).
+
+    Scaled protocol: accuracies averaged over seeds per start epoch; CI by resampling seeds
+    jointly across conditions.
+    """
+    peak = _peak_epoch(se_runs)
+    acc = {e: np.array([_final_acc(r) for r in se_runs[f"against from {e}"]])
+           for e in START_EPOCHS}
+
+    def statistic(idx: np.ndarray) -> float:
+        later = [acc[e][idx].mean() for e in START_EPOCHS if e >= 1]
+        return float(max(later) - min(later) - (acc[peak][idx].mean() - acc[0][idx].mean()))
+
+    est = stats.resampled(statistic, len(acc[0]),
+                          name="range(acc, start 1..5) - SE-9 gap, points")
+    return judge("SE-10", est, Rule("less"), finding="switching the regularizer on at any "
+                 "epoch after the first performs about as well as at the peak",
+                 details={str(e): v.tolist() for e, v in acc.items()})
+
+
+@claim("SE-11", finding="regularizing in favour of selectivity early does not improve "
+       "accuracy", requires=["stages"])
+def test_SE_11_more_selectivity_early_does_not_help(arch, se_runs):
+    """Final accuracy(α > 0 for the first 4 epochs) − accuracy(unregularized) ≤ 0 with the
+    CI's upper bound below +0.5 points (paper Fig. 13-14).
+
+    Scaled protocol: α in favour scaled as in the module docstring, on every stage, epochs
+    0–3 (paper appendix A.5.2); paired over seeds; points.
+    """
+    return _paired_claim("SE-11", "regularizing in favour of selectivity early does not "
+                         "improve accuracy", [_final_acc(r) for r in se_runs[FOR]],
+                         [_final_acc(r) for r in se_runs[NONE]],
+                         Rule("less", reference=0.5, min_effect=0.0),
+                         "acc(for, epochs 0-3) - acc(unregularized), points")
+
+
+@claim("SE-12", finding="the regularizer suppresses selectivity in the regularized stages",
+       requires=["stages"])
+def test_SE_12_regularizer_suppresses_selectivity(arch, se_runs, save_figure):
+    """Mean SI of the regularized stages, regularized from epoch 0 − unregularized, at the
+    peak epoch < 0 (paper Fig. 6).
+
+    Scaled protocol: the peak epoch of SE-9; paired over seeds.
+    """
+    peak = _peak_epoch(se_runs)
+
+    def si_at_peak(run) -> float:
+        dyn = _dynamics(run)
+        return float(dyn["si"][dyn["epoch"] == peak][0, _early_stage_indices(run)].mean())
+
+    _selectivity_figure(se_runs, arch, save_figure)
+    return _paired_claim("SE-12", "the regularizer suppresses selectivity in the regularized "
+                         "stages", [si_at_peak(r) for r in se_runs[FROM_0]],
+                         [si_at_peak(r) for r in se_runs[NONE]], Rule("less"),
+                         f"SI(regularized) - SI(unregularized) at epoch {peak}")
+
+
+@claim("SE-13", finding="regularizing from epoch 0 over-represents some classes early",
+       requires=["stages"])
+def test_SE_13_regularizer_skews_early_predictions(arch, se_runs):
+    """Mean count of the 5 most predicted classes on held-out data, regularized from epoch 0
+    − unregularized, over the first epochs > 0 (paper Fig. 9).
+
+    Scaled protocol: the checkpoints after initialization within the first 2 epochs, 1000
+    test samples; averaged over those checkpoints, paired over seeds.
+    """
+    def early_top5(run) -> float:
+        dyn = _dynamics(run)
+        first = (dyn["epoch"] > 0) & (dyn["epoch"] <= FIRST_EPOCHS)
+        return float(dyn["top5"][first].mean())
+
+    return _paired_claim("SE-13", "regularizing from epoch 0 over-represents some classes "
+                         "early", [early_top5(r) for r in se_runs[FROM_0]],
+                         [early_top5(r) for r in se_runs[NONE]], Rule("greater"),
+                         "top-5 class count(from 0) - (unregularized)")
+
+
+@claim("SE-14", finding="switched off after the first epochs the model recovers; kept on it "
+       "does not", requires=["stages"])
+def test_SE_14_recovery_after_switching_off(arch, se_runs):
+    """Final accuracy(on at epoch 0, off after 4 epochs) − (on at epoch 0, kept on) > 0
+    (paper Fig. 15).
+
+    Scaled protocol: paired over seeds; points.
+    """
+    return _paired_claim("SE-14", "switched off after the first epochs the model recovers; "
+                         "kept on it does not", [_final_acc(r) for r in se_runs[OFF]],
+                         [_final_acc(r) for r in se_runs[FROM_0]], Rule("greater"),
+                         "acc(off after 4) - acc(kept on), points")
