@@ -76,34 +76,37 @@ def _layers(model: torch.nn.Module, arch) -> tuple[list[str], list[str]]:
     return list(pre), list(pre.values())
 
 
+def _measures_at(run, model: torch.nn.Module, arch) -> dict[str, torch.Tensor]:
+    """c1–c4, c3 with k = 1 and per-layer c1–c4 of ``model`` (the run's final net or one of
+    its checkpoints) on the test set."""
+    units, pre = _layers(model, arch)
+    data = run.data
+    x, classes, subclasses = data.x_test, data.y_test, data.subclasses_test
+    recorded = collect(model, x, units + pre, reduce="max")
+    preacts = {k: recorded[k] for k in pre}
+    acts = {k: recorded[k] for k in units}
+    out = {"c1": c1_subclass_selectivity(preacts, classes, subclasses),
+           "c2": c2_subclass_silhouette(acts, classes, subclasses),
+           "c3": c3_class_std_ratio(preacts, classes),
+           "c4": c4_class_distance_std_ratio(preacts, classes),
+           "c3_k1": c3_class_std_ratio(preacts, classes, k=1)}
+    layers = {"c1": c1_subclass_selectivity(preacts, classes, subclasses, per_layer=True),
+              "c2": c2_subclass_silhouette(acts, classes, subclasses, per_layer=True),
+              "c3": c3_class_std_ratio(preacts, classes, per_layer=True),
+              "c4": c4_class_distance_std_ratio(preacts, classes, per_layer=True)}
+    tensors = {k: torch.tensor(float(v)) for k, v in out.items()}
+    for name, values in layers.items():
+        tensors[f"{name}_layers"] = torch.tensor([values.get(k, np.nan)
+                                                  for k in (pre if name != "c2" else units)])
+    return tensors
+
+
 def _measures(run, arch) -> dict[str, torch.Tensor]:
     """c1–c4, c3 with k = 1, per-layer c1–c4, c3 at the first checkpoint and the sharpness
     baseline of one zoo model (cached beside the run)."""
-    def at(model: torch.nn.Module) -> dict[str, torch.Tensor]:
-        units, pre = _layers(model, arch)
-        data = run.data
-        x, classes, subclasses = data.x_test, data.y_test, data.subclasses_test
-        recorded = collect(model, x, units + pre, reduce="max")
-        preacts = {k: recorded[k] for k in pre}
-        acts = {k: recorded[k] for k in units}
-        out = {"c1": c1_subclass_selectivity(preacts, classes, subclasses),
-               "c2": c2_subclass_silhouette(acts, classes, subclasses),
-               "c3": c3_class_std_ratio(preacts, classes),
-               "c4": c4_class_distance_std_ratio(preacts, classes),
-               "c3_k1": c3_class_std_ratio(preacts, classes, k=1)}
-        layers = {"c1": c1_subclass_selectivity(preacts, classes, subclasses, per_layer=True),
-                  "c2": c2_subclass_silhouette(acts, classes, subclasses, per_layer=True),
-                  "c3": c3_class_std_ratio(preacts, classes, per_layer=True),
-                  "c4": c4_class_distance_std_ratio(preacts, classes, per_layer=True)}
-        tensors = {k: torch.tensor(float(v)) for k, v in out.items()}
-        for name, values in layers.items():
-            tensors[f"{name}_layers"] = torch.tensor([values.get(k, np.nan)
-                                                      for k in (pre if name != "c2" else units)])
-        return tensors
-
     def compute() -> dict[str, torch.Tensor]:
-        final = at(run.model)
-        first = at(run.checkpoint(run.spec.checkpoint_epochs[0]))
+        final = _measures_at(run, run.model, arch)
+        first = _measures_at(run, run.checkpoint(run.spec.checkpoint_epochs[0]), arch)
         x, y = run.data.x_train[:SHARPNESS_SAMPLES], run.data.y_train[:SHARPNESS_SAMPLES]
         return {**final, "c3_first": first["c3"],
                 "flatness": torch.tensor(random_sharpness(run.model, x, y, seed=0))}
@@ -112,10 +115,22 @@ def _measures(run, arch) -> dict[str, torch.Tensor]:
     return run.derived("intraclass", params, compute)
 
 
+def _over_training(run, arch) -> dict[str, torch.Tensor]:
+    """c1–c4 at every kept checkpoint of one zoo model (cached beside the run; IC-8's figure
+    reads it for the best and worst models only)."""
+    def compute() -> dict[str, torch.Tensor]:
+        epochs = list(run.spec.checkpoint_epochs)
+        values = [_measures_at(run, run.checkpoint(e), arch) for e in epochs]
+        return {"epoch": torch.tensor(epochs, dtype=torch.float64),
+                **{m: torch.stack([v[m] for v in values]) for m in MEASURES}}
+
+    return run.derived("intraclass-over-training", {"measures": list(MEASURES)}, compute)
+
+
 @pytest.fixture
 def zoo(arch, train_runs, run_spec, small_task) -> pd.DataFrame:
     """The generalization zoo of this architecture, one row per model: its hyperparameters,
-    test accuracy and measures (per-layer measures as arrays)."""
+    its run, test accuracy and measures (per-layer measures as arrays)."""
     combos = grid(AXES, exclude=_pairing_rules)
     base_lr = run_spec(arch).lr
     variants = [{**small_task, "superclasses": SUPERCLASSES, "lr": base_lr * c["lr_scale"],
@@ -125,7 +140,7 @@ def zoo(arch, train_runs, run_spec, small_task) -> pd.DataFrame:
     for combo, run in zip(combos, train_runs(arch, variants), strict=True):
         m = _measures(run, arch)
         last = run.history.iloc[-1]
-        rows.append({**combo, "test_acc": float(last["test_acc"]),
+        rows.append({**combo, "run": run, "test_acc": float(last["test_acc"]),
                      "train_acc": float(last["train_acc"]),
                      **{k: float(v) for k, v in m.items() if v.ndim == 0},
                      **{k: v.numpy() for k, v in m.items() if v.ndim == 1}})
@@ -320,7 +335,7 @@ def test_IC_7_c3_c4_drop_at_the_penultimate_layer(arch, zoo):
 
 @claim("IC-8", finding="differences between well- and poorly-generalizing models arise early",
        requires=["stages"])
-def test_IC_8_differences_arise_early(arch, zoo, small_task, save_figure):
+def test_IC_8_differences_arise_early(arch, zoo, save_figure):
     """Fraction of the final c3 gap between the best and worst models already present early
     in training ≥ 0.5 (paper Fig. 6, at 10% of training).
 
@@ -334,15 +349,20 @@ def test_IC_8_differences_arise_early(arch, zoo, small_task, save_figure):
     fractions = [(b["c3_first"] - w["c3_first"]) / (b["c3"] - w["c3"])
                  for (_, b), (_, w) in zip(best.iterrows(), worst.iterrows(), strict=True)
                  if b["c3"] != w["c3"]]
-    fig, ax = plt.subplots(figsize=(5, 3.5))
-    first = small_task["checkpoint_epochs"][0]
-    for group, color in ((best, "tab:green"), (worst, "tab:red")):
-        for _, row in group.iterrows():
-            ax.plot([0, first, small_task["epochs"]], [np.nan, row["c3_first"], row["c3"]],
-                    color=color, marker="o", alpha=0.7)
-    ax.set(xlabel="epoch", ylabel="c3", title=f"IC-8 c3 of the 3 best (green) and worst "
-                                               f"(red) models, {arch}")
-    save_figure(fig, "c3-over-training")
+    fig, axes = plt.subplots(1, len(MEASURES), figsize=(3.2 * len(MEASURES), 3))
+    for group, color, label in ((best, "tab:green", "3 best"), (worst, "tab:red", "3 worst")):
+        for i, (_, row) in enumerate(group.iterrows()):
+            curves = _over_training(row["run"], arch)
+            for ax, measure in zip(axes, MEASURES, strict=True):
+                ax.plot(curves["epoch"], curves[measure], color=color, marker="o", ms=3,
+                        alpha=0.7, label=label if i == 0 else None)
+    for ax, measure in zip(axes, MEASURES, strict=True):
+        ax.set(xlabel="epoch", title=measure)
+    axes[0].legend(fontsize=7)
+    fig.suptitle(f"IC-8 measures over training, best and worst models by test accuracy, {arch}",
+                 fontsize=9)
+    fig.tight_layout()
+    save_figure(fig, "measures-over-training")
     est = replace(stats.mean(fractions), statistic="early c3 gap / final c3 gap")
     return judge("IC-8", est, Rule("greater", reference=0.5, inclusive=True),
                  finding="differences between well- and poorly-generalizing models arise "
