@@ -22,7 +22,6 @@ per seed; CIs over seeds.
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -41,7 +40,7 @@ from netclaims.metrics import (
     similarity_blocks,
     train_linear_probe,
 )
-from netclaims.stats import Rule, judge
+from netclaims.stats import Rule, judge_mean, judge_paired
 from netclaims.units import collect
 
 LABEL_NOISE = 0.2
@@ -145,16 +144,6 @@ def _probes(run) -> dict[str, np.ndarray]:
     return {k: v.numpy() for k, v in run.derived("probes", params, compute).items()}
 
 
-def _mean_claim(cid: str, finding: str, values, rule: Rule, statistic: str, **details):
-    est = replace(stats.mean(values), statistic=statistic)
-    return judge(cid, est, rule, finding=finding, details={"per_seed": list(values), **details})
-
-
-def _paired_claim(cid: str, finding: str, a, b, rule: Rule, statistic: str):
-    est = replace(stats.mean_difference(a, b, paired=True), statistic=statistic)
-    return judge(cid, est, rule, finding=finding, details={"a": list(a), "b": list(b)})
-
-
 def _epoch_ticks(ax, epochs: np.ndarray) -> None:
     """Label a checkpoint × checkpoint image's axes with the checkpoints' epochs."""
     ticks = np.linspace(0, len(epochs) - 1, 4).round().astype(int)
@@ -208,9 +197,11 @@ def test_RD_1_first_layer_stays_near_init(arch, rd_runs, save_figure):
         maps = _heatmaps(run)
         values.append(float(maps[_unit_layers(run.model)[0]][:, 0].min()))
     _heatmap_figure({CLEAN: clean[0], NOISY: noisy[0]}, arch, save_figure, "cka-heatmaps")
-    return _mean_claim("RD-1", "the first layer barely moves from its initialization", values,
-                       Rule("greater", reference=0.8, inclusive=True),
-                       "min over t of CKA(first layer at t, init)")
+    return judge_mean("RD-1",
+                      values,
+                      Rule("greater", reference=0.8, inclusive=True),
+                      statistic="min over t of CKA(first layer at t, init)",
+                      finding="the first layer barely moves from its initialization")
 
 
 def _init_minus_best(run) -> float:
@@ -235,10 +226,13 @@ def test_RD_2_first_layer_returns_towards_init(arch, rd_runs):
     """
     runs = rd_runs(NOISY)
     values = [_init_minus_best(r) for r in runs]
-    return _mean_claim("RD-2", "in the perfect-fitting regime the first layer is closer to its "
-                       "initialization than to the best early-stopping epoch", values,
-                       Rule("greater"), "CKA(final, init) - CKA(final, best epoch), first layer",
-                       perfect_fit_epochs=[_perfect_fit_epoch(r) for r in runs])
+    return judge_mean("RD-2",
+                      values,
+                      Rule("greater"),
+                      statistic="CKA(final, init) - CKA(final, best epoch), first layer",
+                      finding="in the perfect-fitting regime the first layer is closer to its "
+                              "initialization than to the best early-stopping epoch",
+                      details={"perfect_fit_epochs": [_perfect_fit_epoch(r) for r in runs]})
 
 
 @claim("RD-3", finding="the return towards initialization needs width", requires=["stages"])
@@ -248,10 +242,12 @@ def test_RD_3_return_needs_width(arch, rd_runs):
     Scaled protocol: noisy runs at width 1 and 0.25, paired by seed.
     """
     wide, narrow = rd_runs(NOISY), rd_runs(NARROW)
-    return _paired_claim("RD-3", "the return towards initialization needs width",
-                         [_init_minus_best(r) for r in wide],
-                         [_init_minus_best(r) for r in narrow], Rule("greater"),
-                         "RD-2 statistic, width 1 - width 1/4")
+    return judge_paired("RD-3",
+                        [_init_minus_best(r) for r in wide],
+                        [_init_minus_best(r) for r in narrow],
+                        Rule("greater"),
+                        statistic="RD-2 statistic, width 1 - width 1/4",
+                        finding="the return towards initialization needs width")
 
 
 @claim("RD-4", finding="the first layer is nearly as similar to an unrelated initialization as "
@@ -273,9 +269,12 @@ def test_RD_4_own_init_barely_closer_than_another(arch, rd_runs):
                 for m in (run.model, run.checkpoint(0), other.checkpoint(0))]
         cka = cka_matrix(reps[:1], reps[1:])[0]
         values.append(float(cka[0] - cka[1]))
-    return _mean_claim("RD-4", "the first layer is nearly as similar to an unrelated "
-                       "initialization as to its own", values, Rule("within", band=(0.0, 0.05)),
-                       "CKA(final, own init) - CKA(final, other init)")
+    return judge_mean("RD-4",
+                      values,
+                      Rule("within", band=(0.0, 0.05)),
+                      statistic="CKA(final, own init) - CKA(final, other init)",
+                      finding="the first layer is nearly as similar to an unrelated "
+                              "initialization as to its own")
 
 
 # --------------------------------------------------------------------------- RD-5 … RD-8
@@ -296,10 +295,12 @@ def test_RD_5_noise_makes_deep_layers_churn(arch, rd_runs):
     def deepest(run) -> float:
         return _off_diagonal_mean(_heatmaps(run)[_unit_layers(run.model)[-1]])
 
-    return _paired_claim("RD-5", "with label noise the deeper layers evolve much more",
-                         [deepest(r) for r in rd_runs(NOISY)],
-                         [deepest(r) for r in rd_runs(CLEAN)], Rule("less"),
-                         "off-diagonal CKA of the deepest layer, noisy - clean")
+    return judge_paired("RD-5",
+                        [deepest(r) for r in rd_runs(NOISY)],
+                        [deepest(r) for r in rd_runs(CLEAN)],
+                        Rule("less"),
+                        statistic="off-diagonal CKA of the deepest layer, noisy - clean",
+                        finding="with label noise the deeper layers evolve much more")
 
 
 def _dynamics_figure(runs, arch, save_figure):
@@ -345,10 +346,13 @@ def test_RD_6_epochwise_double_descent(arch, rd_runs, save_figure):
               for r in runs]
     values = [shape.depth for shape in shapes]
     _dynamics_figure(runs, arch, save_figure)
-    return _mean_claim("RD-6", "with label noise the test error shows epoch-wise double "
-                       "descent", values, Rule("greater"),
-                       "double-descent depth of test error",
-                       rise_and_fall=[(s.rise, s.fall) for s in shapes])
+    return judge_mean("RD-6",
+                      values,
+                      Rule("greater"),
+                      statistic="double-descent depth of test error",
+                      finding="with label noise the test error shows epoch-wise double "
+                              "descent",
+                      details={"rise_and_fall": [(s.rise, s.fall) for s in shapes]})
 
 
 @claim("RD-7", finding="only probes on the deeper layers show their own double descent",
@@ -367,8 +371,11 @@ def test_RD_7_probe_double_descent_in_deep_layers(arch, rd_runs, save_figure):
         error = _probes(run)["error"]
         values.append(double_descent(error[:, 1]).depth - double_descent(error[:, 0]).depth)
     _dynamics_figure(runs, arch, save_figure)
-    return _mean_claim("RD-7", "only probes on the deeper layers show their own double descent",
-                       values, Rule("greater"), "probe double-descent depth, deepest - first")
+    return judge_mean("RD-7",
+                      values,
+                      Rule("greater"),
+                      statistic="probe double-descent depth, deepest - first",
+                      finding="only probes on the deeper layers show their own double descent")
 
 
 @claim("RD-8", finding="representations form similarity blocks, more marked with label noise",
@@ -385,10 +392,13 @@ def test_RD_8_similarity_blocks_sharper_with_noise(arch, rd_runs):
         return float(np.mean([similarity_blocks(maps[layer]).contrast
                               for layer in _unit_layers(run.model)]))
 
-    return _paired_claim("RD-8", "representations form similarity blocks, more marked with "
-                         "label noise", [contrast(r) for r in rd_runs(NOISY)],
-                         [contrast(r) for r in rd_runs(CLEAN)], Rule("greater"),
-                         "block contrast, noisy - clean")
+    return judge_paired("RD-8",
+                        [contrast(r) for r in rd_runs(NOISY)],
+                        [contrast(r) for r in rd_runs(CLEAN)],
+                        Rule("greater"),
+                        statistic="block contrast, noisy - clean",
+                        finding="representations form similarity blocks, more marked with "
+                                "label noise")
 
 
 # --------------------------------------------------------------------------- RD-9, RD-10
@@ -415,10 +425,13 @@ def test_RD_9_transformer_transition_at_perfect_fit(arch, rd_runs, save_figure):
                 <= TRANSITION_TOLERANCE * epochs[-1] for layer in _unit_layers(run.model)]
         values.append(float(np.mean(hits)) if math.isfinite(fit) else 0.0)
     _heatmap_figure({NOISY: runs[0]}, arch, save_figure, "cka-heatmaps")
-    return _mean_claim("RD-9", "in a transformer the perfect-fitting epoch marks a transition "
-                       "in every block", values, Rule("greater", reference=0.5, inclusive=True),
-                       "fraction of blocks with a transition at perfect fitting",
-                       perfect_fit_epochs=[_perfect_fit_epoch(r) for r in runs])
+    return judge_mean("RD-9",
+                      values,
+                      Rule("greater", reference=0.5, inclusive=True),
+                      statistic="fraction of blocks with a transition at perfect fitting",
+                      finding="in a transformer the perfect-fitting epoch marks a transition "
+                              "in every block",
+                      details={"perfect_fit_epochs": [_perfect_fit_epoch(r) for r in runs]})
 
 
 @claim("RD-10", finding="DRS agrees with CKA", requires=["stages"])
@@ -459,5 +472,8 @@ def test_RD_10_drs_agrees_with_cka(arch, rd_runs, save_figure):
                  fontsize=9)
     fig.tight_layout()
     save_figure(fig, "drs-vs-cka")
-    return _mean_claim("RD-10", "DRS agrees with CKA", values, Rule("greater"),
-                       "rho(DRS, CKA) over checkpoint pairs")
+    return judge_mean("RD-10",
+                      values,
+                      Rule("greater"),
+                      statistic="rho(DRS, CKA) over checkpoint pairs",
+                      finding="DRS agrees with CKA")

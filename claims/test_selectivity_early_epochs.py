@@ -32,7 +32,7 @@ import torch
 from netclaims import models, stats
 from netclaims.claims import checkpoint_schedule, claim
 from netclaims.metrics import ablation_curve, class_balance, class_selectivity, linear_cka
-from netclaims.stats import Rule, judge
+from netclaims.stats import Rule, judge, judge_mean, judge_paired
 from netclaims.train import Regularizer
 from netclaims.units import collect
 
@@ -207,16 +207,6 @@ def _accuracy_figure(se_runs, arch, save_figure):
     save_figure(fig, "accuracy-by-condition")
 
 
-def _mean_claim(cid: str, finding: str, values, rule: Rule, statistic: str, **details):
-    est = replace(stats.mean(values), statistic=statistic)
-    return judge(cid, est, rule, finding=finding, details={"per_seed": list(values), **details})
-
-
-def _paired_claim(cid: str, finding: str, a, b, rule: Rule, statistic: str):
-    est = replace(stats.mean_difference(a, b, paired=True), statistic=statistic)
-    return judge(cid, est, rule, finding=finding, details={"a": list(a), "b": list(b)})
-
-
 # --------------------------------------------------------------------------- SE-1 … SE-3
 
 
@@ -236,9 +226,12 @@ def test_SE_1_selectivity_peaks_early_then_recedes(arch, se_runs, save_figure):
                   (_peak_and_final(dyn, i) for i in _early_stage_indices(run))]
         values.append(min(excess))
     _selectivity_figure(se_runs, arch, save_figure)
-    return _mean_claim("SE-1", "early and intermediate selectivity rises in the first epochs, "
-                       "then recedes", values, Rule("greater", min_effect=0.1),
-                       "(peak - final) / final SI, early & intermediate (min)")
+    return judge_mean("SE-1",
+                      values,
+                      Rule("greater", min_effect=0.1),
+                      statistic="(peak - final) / final SI, early & intermediate (min)",
+                      finding="early and intermediate selectivity rises in the first epochs, "
+                              "then recedes")
 
 
 @claim("SE-2", finding="the late stage shows no comparable decline", requires=["stages"])
@@ -255,8 +248,11 @@ def test_SE_2_late_stage_does_not_decline(arch, se_runs):
                                             for i in range(dyn["si"].shape[1]))]
         early = [decline[i] for i in _early_stage_indices(run)]
         values.append(decline[-1] - float(np.mean(early)))
-    return _mean_claim("SE-2", "the late stage shows no comparable decline", values,
-                       Rule("less"), "decline(late) - decline(early, intermediate)")
+    return judge_mean("SE-2",
+                      values,
+                      Rule("less"),
+                      statistic="decline(late) - decline(early, intermediate)",
+                      finding="the late stage shows no comparable decline")
 
 
 @claim("SE-3", finding="selectivity settles late > intermediate > early", requires=["stages"])
@@ -301,9 +297,12 @@ def test_SE_4_selective_ablation_milder_early_stages(arch, se_runs):
     or in 5 random orders; accuracy on 500 test samples normalized by the intact net's; per
     seed.
     """
-    return _mean_claim("SE-4", "selective-first ablation of early/intermediate units hurts less "
-                       "than random", _final_auc_gap(se_runs, "early"), Rule("greater"),
-                       "AUC(selective) - AUC(random), early & intermediate")
+    return judge_mean("SE-4",
+                      _final_auc_gap(se_runs, "early"),
+                      Rule("greater"),
+                      statistic="AUC(selective) - AUC(random), early & intermediate",
+                      finding="selective-first ablation of early/intermediate units hurts less "
+                              "than random")
 
 
 @claim("SE-5", finding="in the late stage selective-first ablation hurts more than random",
@@ -313,9 +312,12 @@ def test_SE_5_selective_ablation_harsher_late_stage(arch, se_runs):
 
     Scaled protocol: as SE-4, the late stage's layers.
     """
-    return _mean_claim("SE-5", "in the late stage selective-first ablation hurts more than "
-                       "random", _final_auc_gap(se_runs, "late"), Rule("less"),
-                       "AUC(selective) - AUC(random), late")
+    return judge_mean("SE-5",
+                      _final_auc_gap(se_runs, "late"),
+                      Rule("less"),
+                      statistic="AUC(selective) - AUC(random), late",
+                      finding="in the late stage selective-first ablation hurts more than "
+                              "random")
 
 
 def _window_slopes(run, order: str) -> float:
@@ -354,8 +356,11 @@ def test_SE_6_selective_ablation_damage_falls_over_training(arch, se_runs, save_
     """
     _ablation_figure(se_runs, arch, save_figure)
     slopes = [_window_slopes(run, "selective") for run in se_runs[NONE]]
-    return _mean_claim("SE-6", "selective-first ablation is more damaging early in training",
-                       slopes, Rule("greater"), "slope of selective-order AUC, early window")
+    return judge_mean("SE-6",
+                      slopes,
+                      Rule("greater"),
+                      statistic="slope of selective-order AUC, early window",
+                      finding="selective-first ablation is more damaging early in training")
 
 
 @claim("SE-7", finding="random-order ablation damage is roughly constant over training",
@@ -402,8 +407,12 @@ def test_SE_8_early_late_similarity_falls(arch, se_runs, save_figure):
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, "early-late-cka")
-    return _mean_claim("SE-8", "early and late representations are more similar in the first "
-                       "epochs", values, Rule("greater"), "CKA(first epoch) - CKA(end)")
+    return judge_mean("SE-8",
+                      values,
+                      Rule("greater"),
+                      statistic="CKA(first epoch) - CKA(end)",
+                      finding="early and late representations are more similar in the first "
+                              "epochs")
 
 
 # --------------------------------------------------------------------------- SE-9 … SE-14
@@ -433,12 +442,13 @@ def test_SE_9_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
     """
     peak = _peak_epoch(se_runs)
     _accuracy_figure(se_runs, arch, save_figure)
-    return _paired_claim("SE-9", "regularizing against selectivity from epoch 0 impairs "
-                         "accuracy more than from the peak",
-                         [_final_acc(r) for r in se_runs[f"against from {peak}"]],
-                         [_final_acc(r) for r in se_runs[FROM_0]],
-                         Rule("greater", min_effect=1.0),
-                         f"acc(from peak = epoch {peak}) - acc(from 0), points")
+    return judge_paired("SE-9",
+                        [_final_acc(r) for r in se_runs[f"against from {peak}"]],
+                        [_final_acc(r) for r in se_runs[FROM_0]],
+                        Rule("greater", min_effect=1.0),
+                        statistic=f"acc(from peak = epoch {peak}) - acc(from 0), points",
+                        finding="regularizing against selectivity from epoch 0 impairs "
+                                "accuracy more than from the peak")
 
 
 @claim("SE-10", finding="switching the regularizer on at any epoch after the first performs "
@@ -474,11 +484,13 @@ def test_SE_11_more_selectivity_early_does_not_help(arch, se_runs):
     Scaled protocol: α in favour scaled as in the module docstring, on every stage, epochs
     0–3 (paper appendix A.5.2); paired over seeds; points.
     """
-    return _paired_claim("SE-11", "regularizing in favour of selectivity early does not "
-                         "improve accuracy", [_final_acc(r) for r in se_runs[FOR]],
-                         [_final_acc(r) for r in se_runs[NONE]],
-                         Rule("less", reference=0.5, min_effect=0.0),
-                         "acc(for, epochs 0-3) - acc(unregularized), points")
+    return judge_paired("SE-11",
+                        [_final_acc(r) for r in se_runs[FOR]],
+                        [_final_acc(r) for r in se_runs[NONE]],
+                        Rule("less", reference=0.5, min_effect=0.0),
+                        statistic="acc(for, epochs 0-3) - acc(unregularized), points",
+                        finding="regularizing in favour of selectivity early does not "
+                                "improve accuracy")
 
 
 @claim("SE-12", finding="the regularizer suppresses selectivity in the regularized stages",
@@ -496,10 +508,13 @@ def test_SE_12_regularizer_suppresses_selectivity(arch, se_runs, save_figure):
         return float(dyn["si"][dyn["epoch"] == peak][0, _early_stage_indices(run)].mean())
 
     _selectivity_figure(se_runs, arch, save_figure)
-    return _paired_claim("SE-12", "the regularizer suppresses selectivity in the regularized "
-                         "stages", [si_at_peak(r) for r in se_runs[FROM_0]],
-                         [si_at_peak(r) for r in se_runs[NONE]], Rule("less"),
-                         f"SI(regularized) - SI(unregularized) at epoch {peak}")
+    return judge_paired("SE-12",
+                        [si_at_peak(r) for r in se_runs[FROM_0]],
+                        [si_at_peak(r) for r in se_runs[NONE]],
+                        Rule("less"),
+                        statistic=f"SI(regularized) - SI(unregularized) at epoch {peak}",
+                        finding="the regularizer suppresses selectivity in the regularized "
+                                "stages")
 
 
 @claim("SE-13", finding="regularizing from epoch 0 over-represents some classes early",
@@ -516,10 +531,13 @@ def test_SE_13_regularizer_skews_early_predictions(arch, se_runs):
         first = (dyn["epoch"] > 0) & (dyn["epoch"] <= FIRST_EPOCHS)
         return float(dyn["top5"][first].mean())
 
-    return _paired_claim("SE-13", "regularizing from epoch 0 over-represents some classes "
-                         "early", [early_top5(r) for r in se_runs[FROM_0]],
-                         [early_top5(r) for r in se_runs[NONE]], Rule("greater"),
-                         "top-5 class count(from 0) - (unregularized)")
+    return judge_paired("SE-13",
+                        [early_top5(r) for r in se_runs[FROM_0]],
+                        [early_top5(r) for r in se_runs[NONE]],
+                        Rule("greater"),
+                        statistic="top-5 class count(from 0) - (unregularized)",
+                        finding="regularizing from epoch 0 over-represents some classes "
+                                "early")
 
 
 @claim("SE-14", finding="switched off after the first epochs the model recovers; kept on it "
@@ -530,7 +548,10 @@ def test_SE_14_recovery_after_switching_off(arch, se_runs):
 
     Scaled protocol: paired over seeds; points.
     """
-    return _paired_claim("SE-14", "switched off after the first epochs the model recovers; "
-                         "kept on it does not", [_final_acc(r) for r in se_runs[OFF]],
-                         [_final_acc(r) for r in se_runs[FROM_0]], Rule("greater"),
-                         "acc(off after 4) - acc(kept on), points")
+    return judge_paired("SE-14",
+                        [_final_acc(r) for r in se_runs[OFF]],
+                        [_final_acc(r) for r in se_runs[FROM_0]],
+                        Rule("greater"),
+                        statistic="acc(off after 4) - acc(kept on), points",
+                        finding="switched off after the first epochs the model recovers; "
+                                "kept on it does not")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 from typing import Literal
 
@@ -398,3 +398,22 @@ def judge(claim_id: str, estimate: Estimate, rule: Rule, *, finding: str = "",
                    n=estimate.n, p_value=estimate.p_value, rule=rule.describe(),
                    outcome=outcome, method=estimate.method, reason=reason,
                    details=dict(details or {}))
+
+
+def judge_mean(claim_id: str, values: ArrayLike, rule: Rule, *, statistic: str,
+               finding: str = "", details: dict | None = None) -> Verdict:
+    """:func:`judge` the mean of per-seed effects (:func:`mean`: bootstrap CI over the
+    seeds), named ``statistic``; the per-seed values are kept in the details."""
+    per_seed = np.asarray(values, dtype=float).tolist()
+    return judge(claim_id, replace(mean(per_seed), statistic=statistic), rule, finding=finding,
+                 details={"per_seed": per_seed, **(details or {})})
+
+
+def judge_paired(claim_id: str, a: ArrayLike, b: ArrayLike, rule: Rule, *, statistic: str,
+                 finding: str = "", details: dict | None = None) -> Verdict:
+    """:func:`judge` the paired mean difference ``a − b`` of per-seed values
+    (:func:`mean_difference` with ``paired=True``), named ``statistic``; both sides are kept
+    in the details."""
+    x, y = np.asarray(a, dtype=float).tolist(), np.asarray(b, dtype=float).tolist()
+    est = replace(mean_difference(x, y, paired=True), statistic=statistic)
+    return judge(claim_id, est, rule, finding=finding, details={"a": x, "b": y, **(details or {})})

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from netclaims import stats
-from netclaims.stats import Estimate, Outcome, Rule, judge
+from netclaims.stats import Estimate, Outcome, Rule, judge, judge_mean, judge_paired
 
 
 def _est(value, lo, hi, n=5, p=0.01):
@@ -144,3 +144,17 @@ def test_resampled_rejects_too_few_units_and_mostly_undefined_statistics():
 
     with pytest.raises(ValueError, match="undefined"):
         stats.resampled(undefined_unless_all_distinct, 5, name="x", n_resamples=200)
+
+
+def test_judge_mean_and_paired_name_the_statistic_and_keep_the_values():
+    verdict = judge_mean("X-1", [0.2, 0.3, 0.25], Rule("greater"), statistic="gap",
+                         finding="a gap", details={"note": 1})
+    assert verdict.statistic == "gap" and verdict.estimate == pytest.approx(0.25)
+    assert verdict.outcome is Outcome.PASS
+    assert verdict.details == {"per_seed": [0.2, 0.3, 0.25], "note": 1}
+    paired = judge_paired("X-2", [1.0, 2.0, 3.0], [1.5, 2.5, 3.5], Rule("greater"),
+                          statistic="a - b")
+    assert paired.estimate == pytest.approx(-0.5) and paired.outcome is Outcome.FAIL
+    assert paired.details == {"a": [1.0, 2.0, 3.0], "b": [1.5, 2.5, 3.5]}
+    with pytest.raises(ValueError, match="equal sizes"):
+        judge_paired("X-3", [1.0, 2.0], [1.0, 2.0, 3.0], Rule("less"), statistic="d")
