@@ -385,7 +385,9 @@ def test_RD_8_similarity_blocks_sharper_with_noise(arch, rd_runs):
     > 0 (paper section 3.3).
 
     Scaled protocol: per unit layer the best split of the checkpoints into two contiguous
-    blocks (one transition); contrast averaged over the unit layers; paired by seed.
+    blocks (one transition, ``metrics.similarity_blocks``), found in checkpoint order (every
+    epoch to 10, then every 5) without weighting by epochs; contrast averaged over the unit
+    layers; paired by seed.
     """
     def contrast(run) -> float:
         maps = _heatmaps(run)
