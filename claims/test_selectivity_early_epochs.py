@@ -157,10 +157,6 @@ def _final_acc(run) -> float:
     return float(run.history["test_acc"].iloc[-1]) * 100
 
 
-def _stage_index(run, stage: str) -> int:
-    return models.stages_of(run.model).names.index(stage)
-
-
 def _peak_and_final(dyn: dict, stage: int) -> tuple[float, float]:
     epochs, si = dyn["epoch"], dyn["si"][:, stage]
     window = (epochs > 0) & (epochs <= PEAK_WINDOW * epochs[-1])
