@@ -91,7 +91,7 @@ def replication_table(report: dict, baseline: dict[str, dict] | None = None) -> 
 
 def cmd_replication(args: argparse.Namespace) -> int:
     """Print the replication table, or rewrite it between the markers in ``--readme``."""
-    baseline = load_baseline(args.baseline) if args.baseline else None
+    baseline = load_baseline(args.baseline).claims if args.baseline else None
     table = replication_table(load_report(args.report), baseline)
     if not args.readme:
         print(table)

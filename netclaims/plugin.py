@@ -9,6 +9,7 @@ pytest-xdist workers to the controller in each test report's ``user_properties``
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shlex
@@ -31,10 +32,13 @@ from netclaims.claims import (
     NotApplicable,
     inspect_architecture,
 )
+from netclaims.numerics import describe, fingerprint_differences
 from netclaims.report import (
+    Baseline,
     baseline_key,
     build_report,
     compare_to_baseline,
+    estimate_drift,
     load_baseline,
     make_baseline,
     terminal_table,
@@ -59,7 +63,7 @@ class Settings:
     data_root: str | None
     archs: list[str] | None
     report_dir: Path
-    baseline: dict[str, dict] | None
+    baseline: Baseline | None
     save_baseline: Path | None
     inconclusive: str
     dataset: str = "mnist1d"
@@ -147,6 +151,7 @@ def _settings(config: pytest.Config) -> Settings:
 SETTINGS = pytest.StashKey[Settings]()
 INFO = pytest.StashKey[ClaimInfo]()
 VERDICT = pytest.StashKey[Verdict]()
+BASELINE_NOTE = pytest.StashKey[str]()
 FIGURES = pytest.StashKey[list]()
 SETUP_SECONDS = pytest.StashKey[float]()
 RUN_KEYS = pytest.StashKey[list]()
@@ -399,10 +404,14 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         verdict.outcome is Outcome.INCONCLUSIVE and settings.inconclusive == "fail")
     if settings.baseline is not None:
         record = _record(pyfuncitem, verdict.outcome.value, message)
-        departure = compare_to_baseline(record, settings.baseline.get(baseline_key(record)))
+        entry = settings.baseline.claims.get(baseline_key(record))
+        same_numerics = not _baseline_differences(settings)
+        departure = compare_to_baseline(record, entry, estimates=same_numerics)
         if departure is not None:
             pytest.fail(f"{message}\nbaseline: {departure}", pytrace=False)
-        entry = settings.baseline.get(baseline_key(record))
+        drift = None if same_numerics else estimate_drift(record, entry)
+        if drift is not None:
+            pyfuncitem.stash[BASELINE_NOTE] = f"{drift} on other numerics (not a failure)"
         if entry is not None and failed:  # a recorded non-replication, unchanged
             failed = False
     if failed:
@@ -420,6 +429,8 @@ def _record(item: pytest.Item, verdict: str, message: str, seconds: float = 0.0)
                            "message": message, "seconds": round(seconds, 3),
                            "nodeid": item.nodeid, "figures": item.stash.get(FIGURES, []),
                            "runs": sorted(set(item.stash.get(RUN_KEYS, [])))}
+    if BASELINE_NOTE in item.stash:
+        out["baseline_note"] = item.stash[BASELINE_NOTE]
     v = item.stash.get(VERDICT, None)
     if v is not None:
         out.update(statistic=v.statistic, estimate=v.estimate, ci_low=v.ci_low,
@@ -492,7 +503,7 @@ class Collector:
         self.paths = write_reports(settings.report_dir, report)
         if settings.save_baseline is not None:
             settings.save_baseline.parent.mkdir(parents=True, exist_ok=True)
-            settings.save_baseline.write_text(json.dumps(make_baseline(report), indent=1))
+            settings.save_baseline.write_text(json.dumps(make_baseline(report), indent=2) + "\n")
             self.paths["baseline"] = settings.save_baseline
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
@@ -500,8 +511,37 @@ class Collector:
             return
         terminalreporter.write_sep("=", "netclaims")
         terminalreporter.write_line(terminal_table(self.records))
+        settings = self.config.stash[SETTINGS]
+        terminalreporter.write_line(f"numerics: {describe(_numerics(settings))}")
+        if settings.baseline is not None:
+            differences = _baseline_differences(settings)
+            if differences:
+                terminalreporter.write_line(
+                    "baseline: verdicts compared; estimates only noted, for the baseline was "
+                    f"recorded on other numerics ({'; '.join(differences)})")
+            else:
+                terminalreporter.write_line("baseline: verdicts and estimates compared "
+                                            "(recorded on the same numerics)")
+            for r in self.records:
+                if r.get("baseline_note"):
+                    terminalreporter.write_line(f"  {r['id']} {r['arch']}: {r['baseline_note']}")
         for kind, path in self.paths.items():
             terminalreporter.write_line(f"{kind}: {path}")
+
+
+@functools.cache
+def _numerics_on(device: str) -> dict[str, Any]:
+    return provenance(device)["numerics"]
+
+
+def _numerics(settings: Settings) -> dict[str, Any]:
+    return _numerics_on(settings.device)
+
+
+def _baseline_differences(settings: Settings) -> list[str]:
+    """How this session's numerics differ from those that recorded the baseline."""
+    assert settings.baseline is not None
+    return fingerprint_differences(settings.baseline.numerics, _numerics(settings))
 
 
 def _command_line() -> str:

@@ -10,6 +10,7 @@ import json
 import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -191,21 +192,43 @@ def make_baseline(report: Mapping[str, Any]) -> dict:
     return {"schema": SCHEMA_VERSION, "provenance": report["provenance"], "claims": entries}
 
 
-def load_baseline(path: str | os.PathLike) -> dict[str, dict]:
+@dataclass(frozen=True)
+class Baseline:
+    """A loaded baseline: its entries by :func:`baseline_key` and the numerics fingerprint of
+    the machine that recorded it (None for a baseline that records none)."""
+
+    claims: dict[str, dict]
+    numerics: dict[str, Any] | None
+
+
+def load_baseline(path: str | os.PathLike) -> Baseline:
     data = json.loads(Path(path).read_text())
     if data.get("schema") != SCHEMA_VERSION or "claims" not in data:
         raise ValueError(f"{path} is not a netclaims baseline (schema {SCHEMA_VERSION})")
-    return data["claims"]
+    return Baseline(claims=data["claims"],
+                    numerics=(data.get("provenance") or {}).get("numerics"))
 
 
-def compare_to_baseline(record: Mapping[str, Any], entry: Mapping[str, Any] | None) -> str | None:
-    """Why ``record`` departs from its baseline ``entry``, or None when it matches."""
+def compare_to_baseline(record: Mapping[str, Any], entry: Mapping[str, Any] | None, *,
+                        estimates: bool = True) -> str | None:
+    """Why ``record`` departs from its baseline ``entry``, or None when it matches: a changed
+    verdict and, with ``estimates``, an estimate outside the entry's tolerance. Pass
+    ``estimates=False`` where the numerics differ from the baseline's (another processor or
+    package version trains other last bits, which training can amplify past any tolerance
+    drawn from seed-to-seed spread)."""
     if entry is None:
         return None
     if record["verdict"] != entry["verdict"]:
         return (f"verdict changed: baseline {entry['verdict']} (estimate "
                 f"{_num(entry.get('estimate'))}), now {record['verdict']} (estimate "
                 f"{_num(record.get('estimate'))})")
+    return estimate_drift(record, entry) if estimates else None
+
+
+def estimate_drift(record: Mapping[str, Any], entry: Mapping[str, Any] | None) -> str | None:
+    """How far ``record``'s estimate moved past its baseline ``entry``'s tolerance, or None."""
+    if entry is None:
+        return None
     old, new, tol = entry.get("estimate"), record.get("estimate"), entry.get("tolerance")
     if old is not None and new is not None and tol is not None and abs(new - old) > tol:
         return (f"estimate moved: baseline {_num(old)} ± {_num(tol)}, now {_num(new)} "

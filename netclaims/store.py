@@ -42,7 +42,7 @@ from torch import nn
 
 import netclaims
 from netclaims._io import atomic_path, write_json
-from netclaims.numerics import cpu_numerics
+from netclaims.numerics import numerics_fingerprint
 from netclaims.train import Progress, RunSpec, checkpoint_name, train
 
 EXECUTORS = ("inline", "process", "ray")
@@ -370,12 +370,12 @@ def _train_in_worker(path: str, spec: dict, device: str, data_root: str | None) 
 def provenance(device: str = "auto") -> dict[str, Any]:
     """Versions, device and host facts recorded with every run and report."""
     cuda = torch.cuda.is_available()
+    where = ("cuda:" + torch.cuda.get_device_name(0)) if cuda and device != "cpu" else "cpu"
     return {
         "netclaims": netclaims.__version__, "python": sys.version.split()[0],
         "torch": torch.__version__, "cuda": torch.version.cuda if cuda else None,
-        "device": ("cuda:" + torch.cuda.get_device_name(0)) if cuda and device != "cpu"
-        else "cpu", "platform": platform.platform(), "threads": torch.get_num_threads(),
-        "cpu_numerics": cpu_numerics(),
+        "device": where, "platform": platform.platform(), "threads": torch.get_num_threads(),
+        "numerics": numerics_fingerprint(where),
     }
 
 

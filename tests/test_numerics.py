@@ -1,12 +1,20 @@
-"""The CPU instruction-set caps that make results identical across x86-64 machines."""
+"""The CPU instruction-set caps and the numerics fingerprint that baselines compare."""
 
 import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
+import torch
 
-from netclaims.numerics import CPU_CAPS, cpu_numerics
+from netclaims.numerics import (
+    CPU_CAPS,
+    NUMERICS_PACKAGES,
+    describe,
+    fingerprint_differences,
+    numerics_fingerprint,
+)
 
 X86 = os.uname().machine.lower() in {"x86_64", "amd64"}
 
@@ -38,7 +46,25 @@ def test_user_choice_and_opt_out_are_kept():
     assert (aten, mkl) == ("None", "None")
 
 
-def test_provenance_names_the_caps_and_the_processor():
-    facts = cpu_numerics()
-    assert set(facts) == {"cpu", *CPU_CAPS}
-    assert facts["cpu"]
+def test_fingerprint_names_versions_processor_and_caps():
+    facts = numerics_fingerprint("cpu")
+    assert set(facts) == {*NUMERICS_PACKAGES, "device", "cpu", "cpu_id", "isa", *CPU_CAPS}
+    assert facts["torch"] == torch.__version__ and facts["numpy"] == np.__version__
+    assert facts["cpu"] and facts["isa"] in {"avx512f", "avx2", "avx", "sse", "unknown"}
+    line = describe(facts)
+    assert line.startswith(f"torch {torch.__version__}, numpy") and "on cpu " in line
+
+
+def test_fingerprint_of_a_gpu_leaves_out_the_processor():
+    facts = numerics_fingerprint("cuda:NVIDIA H100")
+    assert facts["device"] == "cuda:NVIDIA H100" and "cpu" not in facts
+    assert describe(facts).endswith("on cuda:NVIDIA H100")
+
+
+def test_fingerprint_differences():
+    facts = numerics_fingerprint("cpu")
+    assert fingerprint_differences(facts, dict(facts)) == []
+    other = {**facts, "torch": "9.9.9", "isa": "avx512f"}
+    assert fingerprint_differences(other, facts) == [
+        f"isa avx512f -> {facts['isa']}", f"torch 9.9.9 -> {facts['torch']}"]
+    assert fingerprint_differences(None, facts) == ["no numerics fingerprint recorded"]

@@ -92,7 +92,7 @@ def test_json_schema_and_markdown_html(claims_env):
     report = json.loads((folder / "report.json").read_text())
     assert report["schema"] == 1
     for key in ("netclaims", "python", "torch", "device", "scale", "seeds", "command",
-                "git_commit", "cpu_numerics"):
+                "git_commit", "numerics"):
         assert key in report["provenance"]
     record = report["records"][0]
     for key in ("id", "paper", "finding", "arch", "scale", "statistic", "estimate", "ci_low",
@@ -137,6 +137,37 @@ def test_baseline_unchanged_changed_and_moved(claims_env, monkeypatch):
     monkeypatch.setenv("EFFECT", "-0.5")
     changed = claims_env.runpytest("--netclaims-baseline", "base.json")
     changed.stdout.fnmatch_lines(["*verdict changed: baseline PASS (estimate 0.5), now FAIL*"])
+
+
+def test_baseline_from_other_numerics_compares_verdicts_and_notes_estimates(claims_env,
+                                                                            monkeypatch):
+    claims_env.makepyfile(test_claims=BASELINE_CLAIM)
+    claims_env.runpytest("--netclaims-save-baseline", "base.json").assert_outcomes(passed=1)
+    base = json.loads((claims_env.path / "base.json").read_text())
+    assert base["provenance"]["numerics"]["torch"]
+    base["provenance"]["numerics"]["torch"] = "0.0.1"
+    (claims_env.path / "base.json").write_text(json.dumps(base))
+    monkeypatch.setenv("EFFECT", "0.75")
+    moved = claims_env.runpytest("--netclaims-baseline", "base.json")
+    moved.assert_outcomes(passed=1)
+    moved.stdout.fnmatch_lines([
+        "numerics: torch *",
+        "baseline: verdicts compared; estimates only noted*(torch 0.0.1 -> *)",
+        "  SD-7 -: estimate moved: baseline 0.5 ± 0.1, now 0.75 * on other numerics*"])
+    report = json.loads((claims_env.path / "netclaims-report" / "report.json").read_text())
+    assert "estimate moved" in report["records"][0]["baseline_note"]
+    monkeypatch.setenv("EFFECT", "-0.5")
+    changed = claims_env.runpytest("--netclaims-baseline", "base.json")
+    changed.assert_outcomes(failed=1)
+    changed.stdout.fnmatch_lines(["*verdict changed: baseline PASS (estimate 0.5), now FAIL*"])
+
+
+def test_baseline_on_the_same_numerics_says_so(claims_env):
+    claims_env.makepyfile(test_claims=BASELINE_CLAIM)
+    claims_env.runpytest("--netclaims-save-baseline", "base.json")
+    same = claims_env.runpytest("--netclaims-baseline", "base.json")
+    same.stdout.fnmatch_lines(["baseline: verdicts and estimates compared (recorded on the "
+                               "same numerics)"])
 
 
 def test_recorded_non_replication_passes_against_its_baseline(claims_env, monkeypatch):
