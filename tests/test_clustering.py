@@ -107,3 +107,23 @@ def test_per_layer_values_and_errors():
         c3_class_std_ratio({"a": x[:10]}, sub)
     with pytest.raises(ValueError, match="only subclass"):
         c1_subclass_selectivity({"a": x}, sup, sup)
+
+
+def test_c4_matches_the_equation_over_pairs_i_below_j():
+    x, sup, _ = _hierarchical(seed=3, n_per=15)
+    layers = _layers(x)
+
+    def pair_std(z):
+        norms = np.linalg.norm(z, axis=1, keepdims=True)
+        d = 1 - (z / norms) @ (z / norms).T
+        i, j = np.triu_indices(len(z), k=1)
+        return d[i, j].std()
+
+    per_layer = {}
+    for name, a in layers.items():
+        z = standardize_for_c4(a)
+        per_layer[name] = [pair_std(z[sup == c]) / (pair_std(z) + 1e-7) for c in (0, 1)]
+    expected = np.mean(np.max([per_layer["a"], per_layer["b"]], axis=0))
+    assert c4_class_distance_std_ratio(layers, sup) == pytest.approx(expected, rel=1e-9)
+    assert c4_class_distance_std_ratio(layers, sup, per_layer=True) == pytest.approx(
+        {name: np.mean(v) for name, v in per_layer.items()}, rel=1e-9)
