@@ -10,7 +10,8 @@ learning rate × {⅓, 1} of the registry's Adam rate capped at the paper's top 
 and optimizer {Adam, SGD with momentum 0.9 at 100 × the Adam rate} crossed; around each
 of those four, one at a time, batch size 100 → 32, weight decay 0 → 5e-4 (only at the highest
 rate), dropout 0 → 0.2, shift augmentation off → on, width × 1 → 1.5, depth × 1 → 1.5 (of the
-scale's own): 26 models, one training each (paper scale: every allowed combination, 108).
+scale's own): 26 models, one training each (paper scale: every allowed combination, 108, on
+CIFAR-100's coarse classes when ``--netclaims-data-root`` holds it; :func:`hierarchy`).
 Measures on the 1000 test samples: pre-activations of every hidden unit layer (before the
 ReLU; conv maps max-pooled over positions), k = neurons / classes as the authors' code, c2 on
 the activations after the ReLU. Granulated Kendall τ (Jiang et al. 2020) against test
@@ -76,6 +77,9 @@ PAPER_TABLE_1 = {
                  "total": 0.41},
 }
 SHARPNESS_SAMPLES = 500
+MEASURE_SAMPLES = 5000
+"""Test samples the measures read (all 1000 of MNIST-1D; c4's pairwise distances stay within
+200 MB on CIFAR's 10000)."""
 RESAMPLES = 1999
 
 
@@ -118,7 +122,8 @@ def _measures_at(model: torch.nn.Module, run, arch, measures: tuple[str, ...] = 
     set; ``detailed`` adds c3 with k = 1 and every measure per layer."""
     units, pre = _layers(model, arch)
     data = run.data
-    x, classes, subclasses = data.x_test, data.y_test, data.subclasses_test
+    x, classes, subclasses = (data.x_test[:MEASURE_SAMPLES], data.y_test[:MEASURE_SAMPLES],
+                              data.subclasses_test[:MEASURE_SAMPLES])
     recorded = collect(model, x, units + pre, reduce="max")
     preacts = {k: recorded[k] for k in pre}
     acts = {k: recorded[k] for k in units}
@@ -150,7 +155,8 @@ def _measures(run, arch) -> dict[str, torch.Tensor]:
         return {**final, "c3_first": first["c3"],
                 "flatness": torch.tensor(random_sharpness(run.model, x, y, seed=0))}
 
-    params = {"measures": [*MEASURES, "c3_k1", "layers", "first"], "sharpness": SHARPNESS_SAMPLES}
+    params = {"measures": [*MEASURES, "c3_k1", "layers", "first"], "sharpness": SHARPNESS_SAMPLES,
+              "samples": MEASURE_SAMPLES}
     return run.derived("intraclass", params, compute)
 
 
@@ -163,18 +169,29 @@ def _over_training(run, arch) -> dict[str, torch.Tensor]:
         return {"epoch": torch.tensor(epochs, dtype=torch.float64),
                 **{m: torch.stack([v[m] for v in values]) for m in MEASURES}}
 
-    return run.derived("intraclass-over-training", {"measures": list(MEASURES)}, compute)
+    return run.derived("intraclass-over-training",
+                       {"measures": list(MEASURES), "samples": MEASURE_SAMPLES}, compute)
+
+
+def hierarchy(scale: str, data_root: str | None) -> dict:
+    """Spec fields giving the zoo classes with subclasses: at paper scale with a local data
+    folder, CIFAR-100's 20 coarse classes over its 100 fine ones (the paper's task); otherwise
+    the scale's dataset (MNIST-1D) with the digits paired into :data:`SUPERCLASSES`."""
+    if scale == "paper" and data_root is not None:
+        return {"dataset": "cifar100", "dataset_options": {"coarse": True}}
+    return {"superclasses": SUPERCLASSES}
 
 
 @pytest.fixture
-def zoo(arch, scale, train_runs, run_spec, small_task) -> pd.DataFrame:
+def zoo(arch, scale, train_runs, run_spec, small_task, netclaims_settings) -> pd.DataFrame:
     """The generalization zoo of this architecture, one row per model: its hyperparameters,
     its run, test accuracy and measures (per-layer measures as arrays)."""
     combos = zoo_design(scale)
+    task = {**small_task, **hierarchy(scale, netclaims_settings.data_root)}
     base = run_spec(arch)
     adam_lr = min(base.lr if base.optimizer == "adam" else base.lr / ADAM_TO_SGD,
                   TOP_SGD_RATE / ADAM_TO_SGD)
-    variants = [{**small_task, "superclasses": SUPERCLASSES, "optimizer": c["optimizer"],
+    variants = [{**task, "optimizer": c["optimizer"],
                  "lr": adam_lr * c["lr_scale"] * (ADAM_TO_SGD if c["optimizer"] == "momentum"
                                                   else 1.0),
                  "batch_size": c["batch_size"], "weight_decay": c["weight_decay"],
