@@ -512,7 +512,7 @@ class Collector:
         terminalreporter.write_sep("=", "netclaims")
         terminalreporter.write_line(terminal_table(self.records))
         settings = self.config.stash[SETTINGS]
-        terminalreporter.write_line(f"numerics: {describe(_numerics(settings))}")
+        terminalreporter.write_line(f"numerics: {describe(_numerics(settings.device))}")
         if settings.baseline is not None:
             differences = _baseline_differences(settings)
             if differences:
@@ -530,18 +530,14 @@ class Collector:
 
 
 @functools.cache
-def _numerics_on(device: str) -> dict[str, Any]:
+def _numerics(device: str) -> dict[str, Any]:
     return provenance(device)["numerics"]
-
-
-def _numerics(settings: Settings) -> dict[str, Any]:
-    return _numerics_on(settings.device)
 
 
 def _baseline_differences(settings: Settings) -> list[str]:
     """How this session's numerics differ from those that recorded the baseline."""
     assert settings.baseline is not None
-    return fingerprint_differences(settings.baseline.numerics, _numerics(settings))
+    return fingerprint_differences(settings.baseline.numerics, _numerics(settings.device))
 
 
 def _command_line() -> str:
