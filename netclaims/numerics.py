@@ -13,8 +13,9 @@ The caps do not make every machine agree: MKL and oneDNN also choose kernels by 
 and cache sizes, and package versions change kernels and data generation. Measured: the MLP's
 SD-8 estimate is 0.0267 on the AMD EPYC that recorded the smoke baseline and 0.0229 on the CI
 machine, with or without the caps, while most other estimates agree to three digits. So every
-report records :func:`numerics_fingerprint`, and a baseline holds estimates to their recorded
-values only where the fingerprint is the same (verdicts are compared everywhere).
+report records :func:`numerics_fingerprint`, and a baseline is compared strictly (verdicts and
+estimates) only where the fingerprint is the same; elsewhere only reversed verdicts fail (see
+:func:`netclaims.report.compare_to_baseline`).
 """
 
 from __future__ import annotations

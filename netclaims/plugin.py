@@ -38,7 +38,6 @@ from netclaims.report import (
     baseline_key,
     build_report,
     compare_to_baseline,
-    estimate_drift,
     load_baseline,
     make_baseline,
     terminal_table,
@@ -405,13 +404,12 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if settings.baseline is not None:
         record = _record(pyfuncitem, verdict.outcome.value, message)
         entry = settings.baseline.claims.get(baseline_key(record))
-        same_numerics = not _baseline_differences(settings)
-        departure = compare_to_baseline(record, entry, estimates=same_numerics)
-        if departure is not None:
-            pytest.fail(f"{message}\nbaseline: {departure}", pytrace=False)
-        drift = None if same_numerics else estimate_drift(record, entry)
-        if drift is not None:
-            pyfuncitem.stash[BASELINE_NOTE] = f"{drift} on other numerics (not a failure)"
+        comparison = compare_to_baseline(record, entry,
+                                         same_numerics=not _baseline_differences(settings))
+        if comparison.departure is not None:
+            pytest.fail(f"{message}\nbaseline: {comparison.departure}", pytrace=False)
+        if comparison.note is not None:
+            pyfuncitem.stash[BASELINE_NOTE] = comparison.note
         if entry is not None and failed:  # a recorded non-replication, unchanged
             failed = False
     if failed:
@@ -517,8 +515,9 @@ class Collector:
             differences = _baseline_differences(settings)
             if differences:
                 terminalreporter.write_line(
-                    "baseline: verdicts compared; estimates only noted, for the baseline was "
-                    f"recorded on other numerics ({'; '.join(differences)})")
+                    "baseline: reversed verdicts fail; one-step verdict changes and estimate "
+                    "moves are only noted, for the baseline was recorded on other numerics "
+                    f"({'; '.join(differences)})")
             else:
                 terminalreporter.write_line("baseline: verdicts and estimates compared "
                                             "(recorded on the same numerics)")

@@ -139,8 +139,8 @@ def test_baseline_unchanged_changed_and_moved(claims_env, monkeypatch):
     changed.stdout.fnmatch_lines(["*verdict changed: baseline PASS (estimate 0.5), now FAIL*"])
 
 
-def test_baseline_from_other_numerics_compares_verdicts_and_notes_estimates(claims_env,
-                                                                            monkeypatch):
+def test_baseline_from_other_numerics_fails_reversals_and_notes_the_rest(claims_env,
+                                                                          monkeypatch):
     claims_env.makepyfile(test_claims=BASELINE_CLAIM)
     claims_env.runpytest("--netclaims-save-baseline", "base.json").assert_outcomes(passed=1)
     base = json.loads((claims_env.path / "base.json").read_text())
@@ -152,14 +152,32 @@ def test_baseline_from_other_numerics_compares_verdicts_and_notes_estimates(clai
     moved.assert_outcomes(passed=1)
     moved.stdout.fnmatch_lines([
         "numerics: torch *",
-        "baseline: verdicts compared; estimates only noted*(torch 0.0.1 -> *)",
+        "baseline: reversed verdicts fail; one-step verdict changes and estimate moves are "
+        "only noted*(torch 0.0.1 -> *)",
         "  SD-7 -: estimate moved: baseline 0.5 ± 0.1, now 0.75 * on other numerics*"])
     report = json.loads((claims_env.path / "netclaims-report" / "report.json").read_text())
     assert "estimate moved" in report["records"][0]["baseline_note"]
+    monkeypatch.setenv("EFFECT", "0.05")  # CI [-0.05, 0.15] reaches 0: one step to INCONCLUSIVE
+    stepped = claims_env.runpytest("--netclaims-baseline", "base.json")
+    stepped.assert_outcomes(passed=1)
+    stepped.stdout.fnmatch_lines(["  SD-7 -: verdict changed: baseline PASS (estimate 0.5), now "
+                                  "INCONCLUSIVE (estimate 0.05): one step, on other numerics*"])
+    report = json.loads((claims_env.path / "netclaims-report" / "report.json").read_text())
+    assert report["records"][0]["verdict"] == "INCONCLUSIVE"
     monkeypatch.setenv("EFFECT", "-0.5")
     changed = claims_env.runpytest("--netclaims-baseline", "base.json")
     changed.assert_outcomes(failed=1)
     changed.stdout.fnmatch_lines(["*verdict changed: baseline PASS (estimate 0.5), now FAIL*"])
+
+
+def test_one_step_verdict_change_fails_on_the_same_numerics(claims_env, monkeypatch):
+    claims_env.makepyfile(test_claims=BASELINE_CLAIM)
+    claims_env.runpytest("--netclaims-save-baseline", "base.json").assert_outcomes(passed=1)
+    monkeypatch.setenv("EFFECT", "0.05")
+    stepped = claims_env.runpytest("--netclaims-baseline", "base.json")
+    stepped.assert_outcomes(failed=1)
+    stepped.stdout.fnmatch_lines(["*verdict changed: baseline PASS (estimate 0.5), now "
+                                  "INCONCLUSIVE*"])
 
 
 def test_baseline_on_the_same_numerics_says_so(claims_env):
