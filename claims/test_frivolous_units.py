@@ -127,7 +127,7 @@ def width_series(arch, train_runs, seeds, small_task) -> Callable[..., WidthSeri
         fields = {**(small_task if task is None else task), **fields}
         variants = [{"seed": s, "noise_seed": s, "width": BASE_WIDTH * f, **fields}
                     for f in factors for s in seeds]
-        runs = iter(train_runs(arch, variants))
+        runs = iter(train_runs(arch, variants, derive=_measures))
         return WidthSeries(factors, {f: [next(runs) for _ in seeds] for f in factors})
     return make
 

@@ -22,6 +22,7 @@ hyperparameter.
 from __future__ import annotations
 
 from dataclasses import replace
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -199,7 +200,8 @@ def zoo(arch, scale, train_runs, run_spec, small_task, netclaims_settings) -> pd
                  "width": base.width * c["width"], "depth": base.depth * c["depth"]}
                 for c in combos]
     rows = []
-    for combo, run in zip(combos, train_runs(arch, variants), strict=True):
+    runs = train_runs(arch, variants, derive=partial(_measures, arch=arch))
+    for combo, run in zip(combos, runs, strict=True):
         m = _measures(run, arch)
         last = run.history.iloc[-1]
         rows.append({**combo, "run": run, "test_acc": float(last["test_acc"]),

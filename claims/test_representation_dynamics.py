@@ -73,7 +73,8 @@ def rd_runs(arch, train_runs, seeds, small_task):
 
     def make(family: str) -> list:
         return train_runs(arch, [{"seed": s, "noise_seed": s, **base, **families[family]}
-                                 for s in seeds])
+                                 for s in seeds],
+                          derive=_heatmaps_and_probes if family == NOISY else _heatmaps)
     return make
 
 
@@ -98,6 +99,12 @@ def _heatmaps(run) -> dict[str, np.ndarray]:
 
     cached = run.derived("cka-heatmaps", {"samples": CKA_SAMPLES}, compute)
     return {k: v.numpy() for k, v in cached.items()}
+
+
+def _heatmaps_and_probes(run) -> None:
+    """What the claims read of a noisy run, computed where it trained."""
+    _heatmaps(run)
+    _probes(run)
 
 
 def _perfect_fit_epoch(run) -> float:

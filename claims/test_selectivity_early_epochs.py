@@ -85,7 +85,8 @@ def se_runs(arch, train_runs, run_spec, seeds, scale, claims_data, small_task) -
     variants = {name: [{"seed": s, **base, "regularizers": regs,
                         **(traced if name in TRACED else {})} for s in seeds]
                 for name, regs in conditions(claims_data.num_classes).items()}
-    runs = iter(train_runs(arch, [v for group in variants.values() for v in group]))
+    runs = iter(train_runs(arch, [v for group in variants.values() for v in group],
+                           derive=_dynamics_if_traced))
     return {name: [next(runs) for _ in seeds] for name in variants}
 
 
@@ -124,6 +125,13 @@ def _dynamics(run) -> dict[str, np.ndarray]:
     params = {"si_samples": SI_SAMPLES, "ablation_samples": ABLATION_SAMPLES,
               "orderings": ORDERINGS, "window": ABLATION_WINDOW}
     return {k: v.numpy() for k, v in run.derived("se-dynamics", params, compute).items()}
+
+
+def _dynamics_if_traced(run) -> None:
+    """:func:`_dynamics` of a run of a :data:`TRACED` condition (those with checkpoints
+    inside the first epoch), computed where it trained."""
+    if run.spec.checkpoint_steps:
+        _dynamics(run)
 
 
 def _cka_or_nan(x: torch.Tensor, y: torch.Tensor) -> float:

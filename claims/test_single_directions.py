@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -54,7 +55,8 @@ def sd_runs(arch, train_runs, seeds) -> Callable[[bool], list]:
     """``sd_runs(batchnorm)``: one run per seed on the full task with the registry's
     protocol, with or without batch norm (SD-7…SD-16)."""
     return lambda batchnorm: train_runs(arch, [{"seed": s, "batchnorm": batchnorm}
-                                               for s in seeds])
+                                               for s in seeds],
+                                        derive=partial(_full_task_measures, arch=arch))
 
 
 @pytest.fixture
@@ -65,7 +67,8 @@ def zoo_runs(arch, train_runs, run_spec, seeds, small_task) -> Callable[[float],
     def make(lr_scale: float) -> list:
         extra = {} if lr_scale == 1.0 else {"lr": run_spec(arch).lr * lr_scale}
         return train_runs(arch, [{"seed": s, "label_noise": 0.0, "noise_seed": s,
-                                  **small_task, **extra} for s in seeds])
+                                  **small_task, **extra} for s in seeds],
+                          derive=partial(_curve, arch=arch))
     return make
 
 
@@ -123,6 +126,21 @@ def _noise_curve(run, arch: Architecture) -> Curve:
               "samples": EVAL_SAMPLES}
     return Curve.from_tensors(run.derived("noise-curve", params, compute), "accuracy",
                               "log10 scale")
+
+
+def _full_task_measures(run, arch: Architecture) -> None:
+    """What SD-7…SD-16 read of a full-task run, computed where it trained: the ablation
+    curve and, without batch norm, the mean-ablation curve and the unit importances."""
+    _curve(run, arch)
+    if not run.spec.batchnorm:
+        _curve(run, arch, "mean")
+        _importance(run)
+
+
+def _memorization_measures(run, arch: Architecture) -> None:
+    """What SD-1 and SD-2 read of a memorization run, computed where it trained."""
+    _curve(run, arch, split="train")
+    _noise_curve(run, arch)
 
 
 def _third_layers(model: torch.nn.Module) -> tuple[list[str], list[str]]:
@@ -186,7 +204,7 @@ def _memorizing_runs(train_runs, arch, seeds, small_task) -> dict[float, list]:
     labels (``noise_seed``), so the seeds are independent replicates."""
     variants = [{"seed": s, "label_noise": f, "noise_seed": s, **small_task}
                 for f in CORRUPTED_FRACTIONS for s in seeds]
-    runs = iter(train_runs(arch, variants))
+    runs = iter(train_runs(arch, variants, derive=partial(_memorization_measures, arch=arch)))
     return {f: [next(runs) for _ in seeds] for f in CORRUPTED_FRACTIONS}
 
 
@@ -398,13 +416,14 @@ def test_SD_6_dropout_protects_only_up_to_its_fraction(arch, train_runs, seeds, 
     rates = [DROPOUT_FRACTIONS[i % len(DROPOUT_FRACTIONS)] for i in range(len(seeds))]
     runs = iter(train_runs(arch, [{"seed": s, "dropout": p, "label_noise": f, "noise_seed": s,
                                    **small_task}
-                                  for s, p in zip(seeds, rates, strict=True) for f in (0.0, 1.0)]))
+                                  for s, p in zip(seeds, rates, strict=True) for f in (0.0, 1.0)],
+                           derive=partial(_curve, arch=arch, split="train")))
     diffs, pairs = [], []
     for p in rates:
         true, corrupted = (_curve(next(runs), arch, split="train") for _ in range(2))
-        partial = [float(np.mean([curve_auc(c.x, row, start=p) for row in c.normalized]))
-                   for c in (true, corrupted)]
-        diffs.append(partial[0] - partial[1])
+        past_dropout = [float(np.mean([curve_auc(c.x, row, start=p) for row in c.normalized]))
+                        for c in (true, corrupted)]
+        diffs.append(past_dropout[0] - past_dropout[1])
         pairs.append((p, true, corrupted))
     fig, axes = plt.subplots(1, len(pairs), figsize=(3.2 * len(pairs), 3.2), sharey=True,
                              squeeze=False)

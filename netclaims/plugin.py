@@ -338,16 +338,18 @@ def train_run(netclaims_settings: Settings, store: Store,
 @pytest.fixture(scope="session")
 def train_runs(netclaims_settings: Settings, store: Store,
                pytestconfig: pytest.Config) -> Callable[..., list[Run]]:
-    """``train_runs(arch, [fields, ...]) -> [Run, ...]``: a zoo, trained by the session's
-    executor (``--netclaims-executor``); combine with :func:`netclaims.claims.grid` for
-    hyperparameter grids with pairing rules."""
+    """``train_runs(arch, [fields, ...], derive=None) -> [Run, ...]``: a zoo, trained by the
+    session's executor (``--netclaims-executor``); combine with :func:`netclaims.claims.grid`
+    for hyperparameter grids with pairing rules. ``derive`` measures each newly trained run
+    in the worker that trained it (see :meth:`netclaims.store.Store.runs`)."""
     progress = _Progress(pytestconfig)
 
-    def make(arch: Architecture | str, variants: Sequence[dict[str, Any]]) -> list[Run]:
+    def make(arch: Architecture | str, variants: Sequence[dict[str, Any]],
+             derive: Callable[[Run], Any] | None = None) -> list[Run]:
         specs = [_spec(netclaims_settings, arch, v) for v in variants]
         _note_runs([s.key for s in specs])
         return store.runs(specs, executor=netclaims_settings.executor,
-                          device=netclaims_settings.device, progress=progress)
+                          device=netclaims_settings.device, progress=progress, derive=derive)
     return make
 
 

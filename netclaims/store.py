@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import atexit
 import concurrent.futures as cf
+import contextlib
 import functools
 import hashlib
 import json
@@ -43,7 +44,7 @@ from torch import nn
 import netclaims
 from netclaims._io import atomic_path, write_json
 from netclaims.numerics import numerics_fingerprint
-from netclaims.train import Progress, RunSpec, checkpoint_name, train
+from netclaims.train import Progress, RunSpec, checkpoint_name, one_cpu_thread, train
 
 EXECUTORS = ("inline", "process", "ray")
 
@@ -137,7 +138,9 @@ class Run:
         """Tensors computed from this run (an ablation curve, unit importances), cached on
         disk beside the store's entries under ``derived/<run key>/``. The cache key covers
         ``name``, ``params`` and a hash of netclaims' own source, so a change of code
-        recomputes instead of reusing old numbers; an unreadable file is recomputed."""
+        recomputes instead of reusing old numbers; an unreadable file is recomputed.
+        ``compute`` runs on one CPU thread, as training does, so a result is the same
+        whichever process computed it."""
         digest = hashlib.sha256(json.dumps({"name": name, "params": params,
                                             "code": _code_digest()}, sort_keys=True,
                                            default=repr).encode()).hexdigest()[:20]
@@ -148,7 +151,8 @@ class Run:
                 return load_file(str(path))
             except (OSError, SafetensorError):
                 path.unlink(missing_ok=True)
-        tensors = compute()
+        with one_cpu_thread():
+            tensors = compute()
         if not isinstance(tensors, dict) or not all(
                 isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
             raise TypeError(f"derived result {name!r} must be a dict of tensors")
@@ -252,10 +256,19 @@ class Store:
 
     def runs(self, specs: Sequence[RunSpec], *, executor: str = "inline",
              workers: int | None = None, device: str = "auto",
-             progress: Progress | None = None) -> list[Run]:
+             progress: Progress | None = None,
+             derive: Callable[[Run], Any] | None = None) -> list[Run]:
         """Every run of ``specs`` (in order), training the missing ones in-process
         (``inline``), in a process pool (``process``) or on a Ray cluster (``ray``: the
-        cluster at ``RAY_ADDRESS``, else a local one). Workers write to this store."""
+        cluster at ``RAY_ADDRESS``, else a local one). Workers write to this store.
+
+        ``derive``, a picklable function of a run that caches its results with
+        :meth:`Run.derived` (a module-level function or a ``functools.partial`` of one), is
+        called on each run this call trains, right after training and in the same process
+        pool worker, so that measuring one run overlaps with training the next. Its return
+        value is dropped: the caller's own call then reads the cache. A derive that fails in a
+        worker is left for that call to raise. The Ray executor does not derive (its workers
+        may not import the caller's module)."""
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
         unique = list(dict.fromkeys(specs))
@@ -267,9 +280,11 @@ class Store:
             if executor == "inline" or total == 1:
                 for done, spec in enumerate(missing):
                     report({"event": "run", "done": done, "total": total, "label": spec.label})
-                    self.run(spec, device=device, progress=progress)
+                    run = self.run(spec, device=device, progress=progress)
+                    if derive is not None:
+                        derive(run)
             elif executor == "process":
-                self._process_pool(missing, workers, device, report)
+                self._process_pool(missing, workers, device, report, derive)
             else:
                 self._ray(missing, workers, device, report)
             report({"event": "run", "done": total, "total": total, "label": ""})
@@ -280,11 +295,12 @@ class Store:
         return [found[s.key] for s in specs]
 
     def _process_pool(self, specs: Sequence[RunSpec], workers: int | None, device: str,
-                      report: Callable[[dict], None]) -> None:
+                      report: Callable[[dict], None],
+                      derive: Callable[[Run], Any] | None) -> None:
         pool = _worker_pool(workers or os.cpu_count() or 1)
         try:
             futures = {pool.submit(_train_in_worker, str(self.path), s.to_dict(), device,
-                                   self.data_root): s for s in specs}
+                                   self.data_root, derive): s for s in specs}
             for done, future in enumerate(cf.as_completed(futures), start=1):
                 future.result()
                 report({"event": "trained", "done": done, "total": len(specs),
@@ -361,9 +377,14 @@ def _worker_pool(workers: int) -> cf.ProcessPoolExecutor:
     return pool
 
 
-def _train_in_worker(path: str, spec: dict, device: str, data_root: str | None) -> str:
+def _train_in_worker(path: str, spec: dict, device: str, data_root: str | None,
+                     derive: Callable[[Run], Any] | None = None) -> str:
     run_spec = RunSpec.from_dict(spec)
-    Store(path, data_root=data_root).run(run_spec, device=device)
+    run = Store(path, data_root=data_root).run(run_spec, device=device)
+    if derive is not None:
+        # one thread per worker, as in training
+        with one_cpu_thread(), contextlib.suppress(Exception):  # the caller's call raises it
+            derive(run)
     return run_spec.key
 
 

@@ -9,11 +9,12 @@ run resumed at an epoch boundary ends with the same weights as an uninterrupted 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -441,11 +442,19 @@ def train(spec: RunSpec, workdir: Path, *, device: str = "auto", data_root: str 
     whatever the machine's core count or the executor, so a run is the same trained inline
     or in a worker (parallelism comes from training several runs at once)."""
     dev = resolve_device(device)
-    threads = torch.get_num_threads()
-    if dev.type == "cpu":
-        torch.set_num_threads(1)
-    try:
+    with one_cpu_thread() if dev.type == "cpu" else contextlib.nullcontext():
         return _train(spec, Path(workdir), dev, data_root, progress)
+
+
+@contextlib.contextmanager
+def one_cpu_thread() -> Iterator[None]:
+    """Run PyTorch's CPU kernels on one thread inside the block (restored after): sums then
+    happen in one order whatever the core count or the process, for training and for the
+    results derived from stored runs."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
     finally:
         torch.set_num_threads(threads)
 

@@ -304,7 +304,9 @@ def test_derived_results_are_cached_beside_the_run(tmp_path):
         calls.append(1)
         return {"value": torch.arange(3.0)}
 
+    threads = torch.get_num_threads()
     first = run.derived("thing", {"k": 1}, compute)
+    assert torch.get_num_threads() == threads
     again = Store(tmp_path).run(tiny(epochs=1)).derived("thing", {"k": 1}, compute)
     assert torch.equal(first["value"], again["value"]) and len(calls) == 1
     run.derived("thing", {"k": 2}, compute)
@@ -315,3 +317,40 @@ def test_derived_results_are_cached_beside_the_run(tmp_path):
     assert len(calls) == 3
     with pytest.raises(TypeError, match="dict of tensors"):
         run.derived("bad", {}, lambda: [1, 2])
+
+
+def _sum_of_weights(run) -> torch.Tensor:
+    return sum(p.detach().double().sum() for p in run.model.parameters())
+
+
+def _weight_sum(run) -> dict[str, torch.Tensor]:
+    """A derived result of a run, module-level so that pool workers can unpickle it."""
+    return run.derived("weight-sum", {}, lambda: {
+        "sum": _sum_of_weights(run), "threads": torch.tensor(torch.get_num_threads())})
+
+
+def _fails(run) -> None:
+    raise RuntimeError(f"cannot measure {run}")
+
+
+@pytest.mark.parametrize("executor", ["inline", "process"])
+def test_derive_runs_where_each_new_run_trained(tmp_path, executor):
+    store = Store(tmp_path)
+    specs = [tiny(epochs=1, seed=s) for s in range(2)]
+    runs = store.runs(specs, executor=executor, workers=2, derive=_weight_sum)
+
+    def not_cached():
+        raise AssertionError("derive did not cache its result")
+
+    for run in runs:
+        cached = run.derived("weight-sum", {}, not_cached)
+        assert torch.allclose(cached["sum"], _sum_of_weights(run))
+        assert int(cached["threads"]) == 1  # derived on one thread, as training, anywhere
+
+
+def test_a_failing_derive_leaves_the_runs_trained(tmp_path):
+    specs = [tiny(epochs=1, seed=s) for s in range(2)]
+    runs = Store(tmp_path).runs(specs, executor="process", workers=2, derive=_fails)
+    assert [r.spec for r in runs] == specs
+    with pytest.raises(RuntimeError, match="cannot measure"):
+        _fails(runs[0])
