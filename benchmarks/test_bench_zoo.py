@@ -1,4 +1,5 @@
 """What a zoo of small runs costs: training it in the worker pool against training it inline,
+measuring each run in the worker that trained it against measuring the zoo after training,
 reading it back from a store that has verified it against hashing every entry again, and a
 seed-resampled CI of a width gain evaluated per distinct multiset against per resample."""
 
@@ -11,8 +12,9 @@ import pytest
 
 from benchmarks.conftest import best_of
 from netclaims import stats
-from netclaims.metrics import width_gain
-from netclaims.store import Store
+from netclaims.metrics import ablation_curve, width_gain
+from netclaims.models import stages_of
+from netclaims.store import Run, Store
 from netclaims.train import RunSpec
 
 
@@ -37,6 +39,36 @@ def test_zoo_in_the_worker_pool(benchmark, report, tmp_path):
     report("pool_seconds", pooled)
     report("speedup", inline / pooled)
     assert inline / pooled > 1.2
+
+
+def _ablation_auc(run: Run) -> dict:
+    """The SD claims' kind of per-run measure: a cumulative ablation curve of every unit
+    layer, 5 orderings, 500 test samples (cached beside the run)."""
+    def compute() -> dict:
+        model = run.model
+        x, y = run.data.x_test[:500], run.data.y_test[:500]
+        return ablation_curve(model, x, y, stages_of(model).layers, orderings=5,
+                              seed=run.spec.seed).to_tensors()
+    return run.derived("bench-ablation", {}, compute)
+
+
+@pytest.mark.skipif((os.cpu_count() or 1) < 2, reason="the pool needs several CPUs to gain")
+def test_zoo_measured_where_it_trained(benchmark, report, tmp_path):
+    specs = _zoo(width=1.0)
+    Store(tmp_path / "warmup").runs(_zoo(2), executor="process", device="cpu")
+
+    def measured_after() -> None:
+        for run in Store(tmp_path / "after").runs(specs, executor="process", device="cpu"):
+            _ablation_auc(run)
+
+    after = best_of(measured_after)
+    benchmark.pedantic(lambda: Store(tmp_path / "where").runs(
+        specs, executor="process", device="cpu", derive=_ablation_auc), rounds=1, iterations=1)
+    where = benchmark.stats.stats.mean
+    report("measured_after_seconds", after)
+    report("measured_in_workers_seconds", where)
+    report("speedup", after / where)
+    assert after / where > 1.05
 
 
 def test_settled_entries_are_read_without_hashing(benchmark, report, tmp_path):
