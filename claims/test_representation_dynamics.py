@@ -71,10 +71,14 @@ def rd_runs(arch, train_runs, seeds, small_task):
     families = {CLEAN: {"label_noise": 0.0}, NOISY: {"label_noise": LABEL_NOISE},
                 NARROW: {"label_noise": LABEL_NOISE, "width": NARROW_WIDTH}}
 
+    # RD-7 and RD-10 read probes of the noisy runs; the built-in transformer serves only the
+    # claims that need a transformer (RD-9), which read heatmaps alone
+    probed = NOISY if str(arch) != "transformer" else None
+
     def make(family: str) -> list:
         return train_runs(arch, [{"seed": s, "noise_seed": s, **base, **families[family]}
                                  for s in seeds],
-                          derive=_heatmaps_and_probes if family == NOISY else _heatmaps)
+                          derive=_heatmaps_and_probes if family == probed else _heatmaps)
     return make
 
 
