@@ -92,11 +92,16 @@ def _permutation_p(data: tuple[np.ndarray, ...], statistic: Callable, kind: str,
 
 
 def _mean_diff(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(a, axis=axis) - np.mean(b, axis=axis)
+    return _mean(a, axis) - _mean(b, axis)
 
 
 def _mean(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    return np.mean(a, axis=axis)
+    """The mean of the sorted values. Every reordering of one multiset then sums in the
+    same order, so a resample that reorders the sample has the sample's value bit for bit;
+    BCa's bias correction (the share of resamples below the estimate, ties counted half)
+    would otherwise flip with rounding: with 3 seeds 6 of 27 resamples are reorderings, and
+    a 1-ulp change of the inputs moved the CI by up to a fifth of its width."""
+    return np.mean(np.sort(a, axis=axis), axis=axis)
 
 
 def _pearson(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -157,7 +162,7 @@ def mean(values: ArrayLike, *, reference: float = 0.0, seed: int = 0,
     centered = x - reference
     p = _permutation_p((centered, np.zeros_like(centered)), _mean_diff, "samples", seed,
                        n_resamples)
-    return Estimate("mean", float(x.mean()), lo, hi, int(x.size), p,
+    return Estimate("mean", float(_mean(x)), lo, hi, int(x.size), p,
                     f"{how}; sign-flip permutation p against {reference}, two-sided")
 
 

@@ -158,3 +158,20 @@ def test_judge_mean_and_paired_name_the_statistic_and_keep_the_values():
     assert paired.details == {"a": [1.0, 2.0, 3.0], "b": [1.5, 2.5, 3.5]}
     with pytest.raises(ValueError, match="equal sizes"):
         judge_paired("X-3", [1.0, 2.0], [1.0, 2.0, 3.0], Rule("less"), statistic="d")
+
+
+@pytest.mark.parametrize("paired", [True, False])
+def test_mean_cis_do_not_move_with_rounding(paired):
+    """A 1-ulp change of the inputs moves a BCa interval of 3 values by ulps, not by a
+    fraction of its width (as it did while reorderings of the sample summed differently)."""
+    rng = np.random.default_rng(1)
+    for _ in range(20):
+        a, b = rng.normal(0.3, 0.02, 3), rng.normal(0.25, 0.02, 3)
+        nudged = np.nextafter(a, a + rng.choice([-1.0, 1.0], 3))
+        for one, other in ((stats.mean(a), stats.mean(nudged)),
+                           (stats.mean_difference(a, b, paired=paired),
+                            stats.mean_difference(nudged, b, paired=paired))):
+            width = one.ci_high - one.ci_low
+            assert abs(one.ci_low - other.ci_low) <= 1e-12 * width
+            assert abs(one.ci_high - other.ci_high) <= 1e-12 * width
+            assert one.value == pytest.approx(other.value, abs=1e-15)
