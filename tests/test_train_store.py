@@ -352,5 +352,3 @@ def test_a_failing_derive_leaves_the_runs_trained(tmp_path):
     specs = [tiny(epochs=1, seed=s) for s in range(2)]
     runs = Store(tmp_path).runs(specs, executor="process", workers=2, derive=_fails)
     assert [r.spec for r in runs] == specs
-    with pytest.raises(RuntimeError, match="cannot measure"):
-        _fails(runs[0])
