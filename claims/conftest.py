@@ -17,11 +17,13 @@ def small_task(arch, scale) -> dict:
     """Spec fields of the small-task protocol: at smoke scale the first 1000 training samples
     (the frivolous-units paper's small experiments use 1000) and enough epochs to fit them
     even with shuffled labels; at paper scale the full training set for twice as long. Eight
-    checkpoints are kept over training (SD-4). Shared by the memorization and zoo claims
-    (SD-1…SD-6) and the width series (FU), so the runs they have in common are trained
-    once."""
+    checkpoints are kept over training (SD-4), and the history is evaluated at those only:
+    the claims read losses and accuracies at checkpoints and at the end. Shared by the
+    memorization and zoo claims (SD-1…SD-6), the width series (FU) and the intraclass
+    clustering zoo (IC), so the runs they have in common are trained once."""
     epochs = MEMORIZE_EPOCHS.get(str(arch), 40) * (1 if scale == "smoke" else 2)
-    fields = {"epochs": epochs, "checkpoint_epochs": spread_checkpoints(epochs)}
+    fields = {"epochs": epochs, "checkpoint_epochs": spread_checkpoints(epochs),
+              "evaluate": "checkpoints"}
     if scale == "smoke":
         fields["dataset_options"] = {"train_size": SMOKE_TRAIN_SIZE}
     return fields

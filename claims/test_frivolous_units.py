@@ -24,7 +24,7 @@ per doubling of each quadrupling, against the plain series at the same widths.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
 
@@ -108,28 +108,27 @@ class WidthSeries:
         except ValueError:
             return float("nan")
 
-    def at(self, factors: Sequence[float]) -> WidthSeries:
-        """The same measures restricted to some widths."""
-        sub = object.__new__(WidthSeries)
-        sub.factors = list(factors)
-        idx = [self.factors.index(f) for f in factors]
-        sub.values = {k: v[:, idx] for k, v in self.values.items()}
-        return sub
-
 
 @pytest.fixture
-def width_series(arch, train_runs, seeds, small_task) -> Callable[..., WidthSeries]:
-    """``width_series(factors=WIDTH_FACTORS, task=None, **spec_fields)``: the nets of every
-    width factor and seed on ``task`` (spec fields; default the small task), trained by the
-    session's executor, measured."""
-    def make(factors: Sequence[float] = WIDTH_FACTORS, task: dict | None = None,
-             **fields) -> WidthSeries:
-        fields = {**(small_task if task is None else task), **fields}
-        variants = [{"seed": s, "noise_seed": s, "width": BASE_WIDTH * f, **fields}
-                    for f in factors for s in seeds]
+def width_series(arch, train_runs, seeds, small_task) -> Callable[..., dict]:
+    """``width_series({name: spec_fields, ...}, factors=WIDTH_FACTORS, task=None)``: for
+    each condition, the nets of every width factor and seed on ``task`` (spec fields;
+    default the small task), measured; one zoo for all conditions, so the session's
+    executor trains them side by side. The history is evaluated at the checkpoints only:
+    the claims read the final test accuracy."""
+    def make(conditions: Mapping[str, dict], factors: Sequence[float] = WIDTH_FACTORS,
+             task: dict | None = None) -> dict[str, WidthSeries]:
+        base = small_task if task is None else task
+        variants = [{"seed": s, "noise_seed": s, "width": BASE_WIDTH * f,
+                     "evaluate": "checkpoints", **base, **fields}
+                    for fields in conditions.values() for f in factors for s in seeds]
         runs = iter(train_runs(arch, variants, derive=_measures))
-        return WidthSeries(factors, {f: [next(runs) for _ in seeds] for f in factors})
+        return {name: WidthSeries(factors, {f: [next(runs) for _ in seeds] for f in factors})
+                for name in conditions}
     return make
+
+
+PLAIN = {"plain": {}}
 
 
 def _gain_estimate(series: WidthSeries, measure: str, name: str) -> stats.Estimate:
@@ -171,7 +170,7 @@ def test_FU_1_accuracy_does_not_degrade_with_width(arch, width_series, save_figu
     Scaled protocol: the plain width series; final test accuracy (full MNIST-1D test set) in
     points, paired by seed.
     """
-    series = width_series()
+    series = width_series(PLAIN)["plain"]
     acc = series.values["accuracy"] * 100
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(series.factors, acc.T, marker="o", alpha=0.6)
@@ -187,7 +186,7 @@ def test_FU_1_accuracy_does_not_degrade_with_width(arch, width_series, save_figu
 
 def _gain_claim(cid: str, finding: str, arch, width_series, save_figure, measure: str,
                 rule: Rule):
-    series = width_series()
+    series = width_series(PLAIN)["plain"]
     save_figure(_gain_figure({"plain": series}, ("prunable", "redundant", "non-prunable"),
                              f"{cid} frivolous units by width, {arch}"), "gains")
     return judge(cid, _gain_estimate(series, measure, f"g({measure})"), rule, finding=finding,
@@ -231,8 +230,8 @@ def test_FU_5_frivolous_units_with_random_labels(arch, width_series, save_figure
     (which every width of the default architectures fits); the estimate is the larger of
     the prunable and redundant gains, recomputed on each resample of seeds.
     """
-    random = width_series(label_noise=1.0)
-    plain = width_series()
+    both = width_series({"random labels": {"label_noise": 1.0}, **PLAIN})
+    random, plain = both["random labels"], both["plain"]
     save_figure(_gain_figure({"true labels": plain, "random labels": random},
                              ("prunable", "redundant"), f"FU-5 random labels, {arch}"),
                 "random-label-gains")
@@ -255,9 +254,8 @@ def test_FU_6_regularizers_change_trends_modestly(arch, width_series, save_figur
     prunable and redundant units; the largest relative change is the statistic, recomputed on
     each resample of seeds (the same seeds for every condition).
     """
-    plain = width_series().at(SHORT_FACTORS)
-    regularized = {name: width_series(SHORT_FACTORS, **fields)
-                   for name, fields in REGULARIZERS.items()}
+    regularized = width_series({**PLAIN, **REGULARIZERS}, SHORT_FACTORS)
+    plain = regularized.pop("plain")
 
     def largest_change(idx: np.ndarray) -> float:
         changes = []
@@ -287,7 +285,7 @@ def test_FU_7_initialization_trades_prunable_for_redundant(arch, width_series, s
     the signs are opposite); the statistic is the larger of the two products, so it is
     below 0 only when both comparisons trade one kind for the other.
     """
-    series = {init: width_series(SHORT_FACTORS, init=init) for init in INITIALIZATIONS}
+    series = width_series({init: {"init": init} for init in INITIALIZATIONS}, SHORT_FACTORS)
     high, *lows = INITIALIZATIONS
 
     def product(idx: np.ndarray) -> float:
@@ -326,9 +324,9 @@ def test_FU_8_frivolous_units_on_teacher_data(arch, width_series, save_figure):
     except (ValueError, TypeError) as err:
         raise NotApplicable(f"{arch} does not take feature vectors (the teacher task's "
                             f"inputs): {err}") from err
-    series = {dim: width_series(task={"dataset": "teacher", "dataset_options": {"dim": dim}})
-              for dim in TEACHER_DIMS}
-    save_figure(_gain_figure({f"dim {d}": s for d, s in series.items()},
+    series = width_series({f"dim {dim}": {"dataset": "teacher", "dataset_options": {"dim": dim}}
+                           for dim in TEACHER_DIMS}, task={})
+    save_figure(_gain_figure(series,
                              ("prunable", "redundant"), f"FU-8 teacher task, {arch}"),
                 "teacher-gains")
     seeds = next(iter(series.values())).seeds
@@ -337,7 +335,7 @@ def test_FU_8_frivolous_units_on_teacher_data(arch, width_series, save_figure):
     return judge("FU-8", est, Rule("greater", reference=2.0),
                  finding="frivolous units emerge on uncorrelated data labelled by a random "
                          "teacher",
-                 details={f"dim {d}": {m: s.gain(m) for m in ("prunable", "redundant")}
+                 details={d: {m: s.gain(m) for m in ("prunable", "redundant")}
                           for d, s in series.items()})
 
 

@@ -53,22 +53,31 @@ LR_SCALES = (1 / 3, 1.0, 3.0)
 @pytest.fixture
 def sd_runs(arch, train_runs, seeds) -> Callable[[bool], list]:
     """``sd_runs(batchnorm)``: one run per seed on the full task with the registry's
-    protocol, with or without batch norm (SD-7…SD-16)."""
-    return lambda batchnorm: train_runs(arch, [{"seed": s, "batchnorm": batchnorm}
-                                               for s in seeds],
-                                        derive=partial(_full_task_measures, arch=arch))
+    protocol, with or without batch norm (SD-7…SD-16); both variants are trained together.
+    The claims read no training history, so only its end is evaluated."""
+    def make(batchnorm: bool) -> list:
+        runs = train_runs(arch, [{"seed": s, "batchnorm": bn, "evaluate": "checkpoints"}
+                                 for bn in (True, False) for s in seeds],
+                          derive=partial(_full_task_measures, arch=arch))
+        return runs[:len(seeds)] if batchnorm else runs[len(seeds):]
+    return make
 
 
 @pytest.fixture
 def zoo_runs(arch, train_runs, run_spec, seeds, small_task) -> Callable[[float], list]:
     """``zoo_runs(lr_scale)``: one run per seed on the small task with true labels and the
-    registry's learning rate times ``lr_scale`` (the SD-3/SD-5 zoo; SD-4 reads the
-    checkpoints of ``lr_scale=1``, which are SD-1's uncorrupted nets)."""
-    def make(lr_scale: float) -> list:
+    registry's learning rate times ``lr_scale`` (the SD-3/SD-5 zoo, every scale of
+    ``LR_SCALES`` trained together; SD-4 reads the checkpoints of ``lr_scale=1``, which are
+    SD-1's uncorrupted nets)."""
+    def variant(lr_scale: float, seed: int) -> dict:
         extra = {} if lr_scale == 1.0 else {"lr": run_spec(arch).lr * lr_scale}
-        return train_runs(arch, [{"seed": s, "label_noise": 0.0, "noise_seed": s,
-                                  **small_task, **extra} for s in seeds],
+        return {"seed": seed, "label_noise": 0.0, "noise_seed": seed, **small_task, **extra}
+
+    def make(lr_scale: float) -> list:
+        runs = train_runs(arch, [variant(scale, s) for scale in LR_SCALES for s in seeds],
                           derive=partial(_curve, arch=arch))
+        start = LR_SCALES.index(lr_scale) * len(seeds)
+        return runs[start:start + len(seeds)]
     return make
 
 
@@ -387,9 +396,9 @@ def test_SD_4_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
     for i, (epochs, aucs, history) in enumerate(traces):
         ax.plot(epochs, aucs, color="tab:green", marker="o", alpha=0.7,
                 label="ablation AUC" if i == 0 else None)
-        loss_ax.plot(history.index, history["train_loss"], color="tab:blue", alpha=0.5,
+        loss_ax.plot(history.index, history["train_loss"], color="tab:blue", alpha=0.5, marker=".",
                      label="train loss" if i == 0 else None)
-        loss_ax.plot(history.index, history["test_loss"], color="tab:red", alpha=0.5,
+        loss_ax.plot(history.index, history["test_loss"], color="tab:red", alpha=0.5, marker=".",
                      label="test loss" if i == 0 else None)
     ax.set(xlabel="epoch", ylabel="ablation AUC", title=f"SD-4 AUC and losses, {arch}")
     loss_ax.set_ylabel("loss")

@@ -92,8 +92,9 @@ class Run:
 
     @cached_property
     def history(self) -> pd.DataFrame:
-        """Per-epoch history: ``epoch, step, lr, train_loss, train_acc, test_loss, test_acc,
-        seconds`` (epoch 0 = initialization)."""
+        """History of the evaluated epochs (every epoch, or those the spec's ``evaluate``
+        names): ``epoch, step, lr, train_loss, train_acc, test_loss, test_acc, seconds``
+        (epoch 0 = initialization; ``seconds`` of training since the previous row)."""
         return pd.DataFrame(json.loads((self.path / "history.json").read_text()))
 
     def _load(self, weights: Path) -> nn.Module:
@@ -115,8 +116,9 @@ class Run:
     def timeline(self) -> list[tuple[str, float]]:
         """Saved checkpoints in training order with the epoch each was taken at, fractional
         inside an epoch (``step_0000005`` of a 10-step epoch is 0.5)."""
-        per_epoch = max(1, self.history["step"].diff().iloc[1:].max()
-                        if len(self.history) > 1 else 1)
+        history = self.history
+        per_epoch = max(1, (history["step"].diff() / history["epoch"].diff()).iloc[1:].max()
+                        if len(history) > 1 else 1)
 
         def epoch_of(name: str) -> float:
             kind, number = name.split("_")
@@ -300,7 +302,8 @@ class Store:
         pool = _worker_pool(workers or os.cpu_count() or 1)
         try:
             futures = {pool.submit(_train_in_worker, str(self.path), s.to_dict(), device,
-                                   self.data_root, derive): s for s in specs}
+                                   self.data_root, derive): s
+                       for s in sorted(specs, key=_training_size, reverse=True)}
             for done, future in enumerate(cf.as_completed(futures), start=1):
                 future.result()
                 report({"event": "trained", "done": done, "total": len(specs),
@@ -338,6 +341,13 @@ class Store:
     def run_keys(self) -> list[str]:
         """Keys of the complete entries (with a manifest)."""
         return sorted(p.parent.name for p in (self.path / "runs").glob("*/manifest.json"))
+
+
+def _training_size(spec: RunSpec) -> float:
+    """A rough proxy of a run's cost: the longest runs are submitted first, so a zoo does
+    not end with one worker training a large net while the others wait."""
+    samples = dict(spec.dataset_options).get("train_size", 1)
+    return spec.epochs * spec.width * spec.depth * samples
 
 
 @functools.lru_cache(maxsize=1)

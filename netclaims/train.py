@@ -36,6 +36,7 @@ SPEC_FORMAT = 1
 
 OPTIMIZERS = ("sgd", "momentum", "adam")
 SCHEDULES = ("constant", "step", "cosine")
+EVALUATIONS = ("every_epoch", "checkpoints")
 
 FALLBACK_DEFAULTS = {"optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant",
                      "batch_size": 100, "epochs": 20}
@@ -103,7 +104,11 @@ class RunSpec:
     Fields left as ``None`` take the registry's default for the model (``TRAINING_DEFAULTS``)
     or the architecture (``batchnorm``), resolved when the spec is made, so the key reflects
     what was actually trained. ``checkpoint_epochs`` may include 0 (the initialization);
-    ``checkpoint_steps`` are optimizer steps (e.g. inside the first epoch). For a user's
+    ``checkpoint_steps`` are optimizer steps (e.g. inside the first epoch). ``evaluate``
+    says which epochs the history records (losses and accuracies on the whole training and
+    test sets): ``every_epoch``, or ``checkpoints`` (the initialization, the checkpoint
+    epochs and the last epoch), which changes no weight and saves the evaluations, as
+    costly as training for small training sets, that a protocol never reads. For a user's
     ``module:callable`` model, ``model_source`` is filled with a hash of its module's source,
     so editing the architecture trains anew.
     """
@@ -134,6 +139,7 @@ class RunSpec:
     checkpoint_epochs: tuple = ()
     checkpoint_steps: tuple = ()
     stop_train_loss: float | None = None
+    evaluate: str = "every_epoch"
     model_source: str | None = None
 
     def __post_init__(self) -> None:
@@ -167,6 +173,11 @@ class RunSpec:
             raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+        if self.evaluate not in EVALUATIONS:
+            raise ValueError(f"evaluate must be one of {EVALUATIONS}, got {self.evaluate!r}")
+        if self.stop_train_loss is not None and self.evaluate != "every_epoch":
+            raise ValueError("stop_train_loss reads the training loss after every epoch; "
+                             "it needs evaluate='every_epoch'")
         if self.augmentation not in (None, "auto", *AUGMENTATIONS):
             raise ValueError(f"augmentation must be None, 'auto' or one of {AUGMENTATIONS}")
         if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
@@ -365,6 +376,8 @@ class TrainState:
     history: list[dict[str, float]] = field(default_factory=list)
     stopped: bool = False
     seconds: float = 0.0
+    unrecorded_seconds: float = 0.0
+    """Training time of the epochs since the last history row."""
 
 
 def _optimizer_tensors(opt: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
@@ -404,7 +417,8 @@ def _save_state(workdir: Path, model: nn.Module, opt: torch.optim.Optimizer,
         save_file({**tensors, **opt_tensors}, str(tmp))
     write_json(workdir / "state.json", {
         "tensors": name, "optimizer": opt_meta, "epoch": state.epoch, "step": state.step,
-        "history": state.history, "stopped": state.stopped, "seconds": state.seconds})
+        "history": state.history, "stopped": state.stopped, "seconds": state.seconds,
+        "unrecorded_seconds": state.unrecorded_seconds})
     for old in workdir.glob("state_*.safetensors"):
         if old.name != name:
             old.unlink(missing_ok=True)
@@ -420,7 +434,8 @@ def _load_state(workdir: Path, model: nn.Module, opt: torch.optim.Optimizer,
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     _restore_optimizer(opt, tensors, meta["optimizer"], device)
     return TrainState(epoch=meta["epoch"], step=meta["step"], history=meta["history"],
-                      stopped=meta["stopped"], seconds=meta["seconds"])
+                      stopped=meta["stopped"], seconds=meta["seconds"],
+                      unrecorded_seconds=meta.get("unrecorded_seconds", 0.0))
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
@@ -518,7 +533,13 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
             if capture is not None:
                 capture.remove()
         state.epoch = epoch
-        _record(state, model, data, dev, lr=lr, seconds=time.perf_counter() - started)
+        seconds = time.perf_counter() - started
+        if spec.evaluate == "every_epoch" or epoch in spec.checkpoint_epochs \
+                or epoch == spec.epochs:
+            _record(state, model, data, dev, lr=lr, seconds=seconds)
+        else:
+            state.seconds += seconds
+            state.unrecorded_seconds += seconds
         if epoch in spec.checkpoint_epochs:
             save_weights(model, workdir / "checkpoints"
                          / f"{checkpoint_name(epoch=epoch)}.safetensors")
@@ -526,7 +547,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
                 state.history[-1]["train_loss"] <= spec.stop_train_loss:
             state.stopped = True
         _save_state(workdir, model, opt, state)
-        if progress is not None:
+        if progress is not None and state.history[-1]["epoch"] == epoch:
             progress({"event": "epoch", "epoch": epoch, "epochs": spec.epochs,
                       "label": spec.label, **state.history[-1]})
     save_weights(model, workdir / "model.safetensors")
@@ -541,4 +562,5 @@ def _record(state: TrainState, model: nn.Module, data: datasets.Dataset, dev: to
     state.history.append({"epoch": state.epoch, "step": state.step, "lr": lr,
                           "train_loss": train_loss, "train_acc": train_acc,
                           "test_loss": test_loss, "test_acc": test_acc,
-                          "seconds": seconds})
+                          "seconds": state.unrecorded_seconds + seconds})
+    state.unrecorded_seconds = 0.0

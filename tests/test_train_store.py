@@ -56,6 +56,10 @@ def test_spec_validation():
         tiny(checkpoint_epochs=[9])
     with pytest.raises(ValueError, match="unknown regularizer"):
         tiny(regularizers=[{"name": "nope", "alpha": 1.0}])
+    with pytest.raises(ValueError, match="evaluate must be one of"):
+        tiny(evaluate="sometimes")
+    with pytest.raises(ValueError, match="needs evaluate='every_epoch'"):
+        tiny(stop_train_loss=0.1, evaluate="checkpoints")
 
 
 def test_lr_schedules():
@@ -90,6 +94,21 @@ def test_run_history_checkpoints_and_cache_hit(tmp_path):
     again = store.run(spec, progress=events.append)
     assert events == [] and again.path == run.path  # served from disk, no training
     assert store.run_keys() == [spec.key]
+
+
+def test_evaluating_only_at_checkpoints_trains_the_same_weights(tmp_path):
+    every = Store(tmp_path).run(tiny(epochs=6, checkpoint_epochs=[2], checkpoint_steps=[3]))
+    sparse = Store(tmp_path).run(tiny(epochs=6, checkpoint_epochs=[2], checkpoint_steps=[3],
+                                      evaluate="checkpoints"))
+    assert sparse.spec.key != every.spec.key
+    assert _same_weights(sparse.model, every.model)
+    assert _same_weights(sparse.checkpoint(2), every.checkpoint(2))
+    assert sparse.history["epoch"].tolist() == [0, 2, 6]
+    kept = every.history.set_index("epoch").loc[[0, 2, 6]].drop(columns="seconds")
+    assert sparse.history.set_index("epoch").drop(columns="seconds").equals(kept)
+    # each row's seconds cover the epochs since the previous row
+    assert sparse.history["seconds"].sum() == pytest.approx(sparse.manifest["train_seconds"])
+    assert sparse.timeline == every.timeline
 
 
 def test_same_spec_twice_gives_bit_identical_weights(tmp_path):
