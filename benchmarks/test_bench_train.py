@@ -41,3 +41,26 @@ def test_training_throughput(benchmark, report, tmp_path, device, batch_size):
     report(f"{device}_bs{batch_size}_samples_per_second", samples / epochs["seconds"].min())
     report(f"{device}_bs{batch_size}_device", 0 if device == "cpu" else 1)
     assert run.manifest["provenance"]["device"].startswith(device)
+
+
+def test_evaluating_at_checkpoints_only(benchmark, report, tmp_path):
+    """A run of the small task (1000 MNIST-1D samples, 40 epochs, 8 checkpoints) with its
+    history evaluated at the checkpoints only, against every epoch (the naive way): the
+    same weights for less time."""
+    fields = {"model": "convnet", "dataset": "mnist1d", "epochs": 40,
+              "dataset_options": {"train_size": 1000},
+              "checkpoint_epochs": [5, 10, 15, 20, 25, 30, 35, 40]}
+    every = RunSpec(**fields)
+    sparse = RunSpec(**fields, evaluate="checkpoints")
+    naive = best_of(lambda: Store(tmp_path / "every").run(every, device="cpu"))
+    run = benchmark.pedantic(Store(tmp_path / "sparse").run, args=(sparse,),
+                             kwargs={"device": "cpu"}, rounds=1, iterations=1)
+    ours = benchmark.stats.stats.mean
+    report("every_epoch_seconds", naive)
+    report("checkpoints_seconds", ours)
+    report("speedup", naive / ours)
+    reference = Store(tmp_path / "every").run(every, device="cpu")
+    assert all(torch.equal(a, b) for a, b in zip(run.model.state_dict().values(),
+                                                 reference.model.state_dict().values(),
+                                                 strict=True))
+    assert naive / ours > 1.1

@@ -22,6 +22,7 @@ per seed; CIs over seeds.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -60,8 +61,10 @@ CLEAN, NOISY, NARROW = "clean", "noisy", "narrow"
 
 
 @pytest.fixture
-def rd_runs(arch, train_runs, seeds, small_task):
-    """``rd_runs(family) -> [run per seed]`` for the families of the module docstring."""
+def rd_runs(arch, train_runs, run_spec, seeds, small_task):
+    """``rd_runs(family) -> [run per seed]`` for the families of the module docstring, all
+    of an architecture's families trained in one zoo (the built-in transformer serves only
+    the claims that need a transformer, RD-9, which read the noisy family alone)."""
     epochs = 2 * small_task["epochs"]
     base = {"epochs": epochs, "lr_schedule": "constant"}
     if "dataset_options" in small_task:
@@ -70,16 +73,28 @@ def rd_runs(arch, train_runs, seeds, small_task):
                                     spaced=SPACED))
     families = {CLEAN: {"label_noise": 0.0}, NOISY: {"label_noise": LABEL_NOISE},
                 NARROW: {"label_noise": LABEL_NOISE, "width": NARROW_WIDTH}}
-
-    # RD-7 and RD-10 read probes of the noisy runs; the built-in transformer serves only the
-    # claims that need a transformer (RD-9), which read heatmaps alone
-    probed = NOISY if str(arch) != "transformer" else None
+    builtin_transformer = str(arch) == "transformer"
+    trained = (NOISY,) if builtin_transformer else tuple(families)
+    variants = {family: [{"seed": s, "noise_seed": s, **base, **families[family]}
+                         for s in seeds] for family in trained}
+    # RD-7 and RD-10 read probes of the noisy runs; RD-9 reads heatmaps alone
+    probed = frozenset() if builtin_transformer else frozenset(
+        run_spec(arch, **v).key for v in variants[NOISY])
 
     def make(family: str) -> list:
-        return train_runs(arch, [{"seed": s, "noise_seed": s, **base, **families[family]}
-                                 for s in seeds],
-                          derive=_heatmaps_and_probes if family == probed else _heatmaps)
+        runs = train_runs(arch, [v for group in variants.values() for v in group],
+                          derive=partial(_measures, probed=probed))
+        start = trained.index(family) * len(seeds)
+        return runs[start:start + len(seeds)]
     return make
+
+
+def _measures(run, probed: frozenset[str]) -> None:
+    """What the claims read of a run, computed where it trained: its CKA heatmaps, and the
+    probes of the runs whose keys are in ``probed``."""
+    _heatmaps(run)
+    if run.spec.key in probed:
+        _probes(run)
 
 
 def _unit_layers(model) -> list[str]:
@@ -103,12 +118,6 @@ def _heatmaps(run) -> dict[str, np.ndarray]:
 
     cached = run.derived("cka-heatmaps", {"samples": CKA_SAMPLES}, compute)
     return {k: v.numpy() for k, v in cached.items()}
-
-
-def _heatmaps_and_probes(run) -> None:
-    """What the claims read of a noisy run, computed where it trained."""
-    _heatmaps(run)
-    _probes(run)
 
 
 def _perfect_fit_epoch(run) -> float:
