@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 SMOKE_TRAIN_SIZE = 1000
@@ -13,7 +15,19 @@ k = 8, 98.3% at epoch 20); other architectures get 40."""
 
 
 @pytest.fixture
-def small_task(arch, scale) -> dict:
+def small_task(arch, small_task_of) -> dict:
+    """:func:`small_task_fields` of the architecture at the session's scale."""
+    return small_task_of(arch)
+
+
+@pytest.fixture(scope="session")
+def small_task_of(scale) -> Callable[[object], dict]:
+    """``small_task_of(arch)``: :func:`small_task_fields` of any architecture at the
+    session's scale (for a zoo of another architecture than the test's)."""
+    return lambda arch: small_task_fields(arch, scale)
+
+
+def small_task_fields(arch, scale: str) -> dict:
     """Spec fields of the small-task protocol: at smoke scale the first 1000 training samples
     (the frivolous-units paper's small experiments use 1000) and enough epochs to fit them
     even with shuffled labels; at paper scale the full training set for twice as long. Eight

@@ -22,6 +22,7 @@ per seed; CIs over seeds.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from functools import partial
 
 import matplotlib.pyplot as plt
@@ -58,35 +59,60 @@ classes)."""
 TRANSITION_TOLERANCE = 0.1
 
 CLEAN, NOISY, NARROW = "clean", "noisy", "narrow"
+FAMILIES = (CLEAN, NOISY, NARROW)
 
 
 @pytest.fixture
-def rd_runs(arch, train_runs, run_spec, seeds, small_task):
+def rd_runs(arch, train_runs, prefetch_runs, run_spec, seeds, small_task_of, request):
     """``rd_runs(family) -> [run per seed]`` for the families of the module docstring, all
-    of an architecture's families trained in one zoo (the built-in transformer serves only
-    the claims that need a transformer, RD-9, which read the noisy family alone)."""
+    of an architecture's families trained in one zoo (the built-in transformer's one family
+    at a time: by default it serves only RD-9, which reads the noisy family). When the
+    session also runs RD-9 on the built-in transformer, its zoo, the longest, is started
+    first, so that it shares the pool with the other architectures' zoos instead of ending
+    the session with one worker training a transformer while the others wait."""
+    def make(family: str) -> list:
+        transformer = _transformer_of_rd_9(request.session)
+        if transformer is not None and str(arch) != "transformer":
+            zoo, derive = _rd_zoo(transformer, (NOISY,), seeds, small_task_of(transformer),
+                                  run_spec)
+            prefetch_runs(transformer, zoo[NOISY], derive=derive)
+        families = (family,) if str(arch) == "transformer" else FAMILIES
+        zoo, derive = _rd_zoo(arch, families, seeds, small_task_of(arch), run_spec)
+        runs = train_runs(arch, [v for group in zoo.values() for v in group], derive=derive)
+        start = list(zoo).index(family) * len(seeds)
+        return runs[start:start + len(seeds)]
+    return make
+
+
+def _rd_zoo(arch, families: Sequence[str], seeds: list[int], small_task: dict,
+            run_spec) -> tuple[dict[str, list[dict]], partial]:
+    """The variants of some of an architecture's families (``{family: [fields per seed]}``)
+    and the measures its workers derive."""
     epochs = 2 * small_task["epochs"]
     base = {"epochs": epochs, "lr_schedule": "constant"}
     if "dataset_options" in small_task:
         base["dataset_options"] = small_task["dataset_options"]
     base.update(checkpoint_schedule(epochs, 1, inside_first=0, dense_until=DENSE_UNTIL,
                                     spaced=SPACED))
-    families = {CLEAN: {"label_noise": 0.0}, NOISY: {"label_noise": LABEL_NOISE},
-                NARROW: {"label_noise": LABEL_NOISE, "width": NARROW_WIDTH}}
-    builtin_transformer = str(arch) == "transformer"
-    trained = (NOISY,) if builtin_transformer else tuple(families)
-    variants = {family: [{"seed": s, "noise_seed": s, **base, **families[family]}
-                         for s in seeds] for family in trained}
-    # RD-7 and RD-10 read probes of the noisy runs; RD-9 reads heatmaps alone
-    probed = frozenset() if builtin_transformer else frozenset(
-        run_spec(arch, **v).key for v in variants[NOISY])
+    fields = {CLEAN: {"label_noise": 0.0}, NOISY: {"label_noise": LABEL_NOISE},
+              NARROW: {"label_noise": LABEL_NOISE, "width": NARROW_WIDTH}}
+    zoo = {family: [{"seed": s, "noise_seed": s, **base, **fields[family]} for s in seeds]
+           for family in families}
+    # RD-7 and RD-10 read probes of the noisy runs; the built-in transformer serves RD-9,
+    # which reads heatmaps alone
+    probed = frozenset() if str(arch) == "transformer" or NOISY not in zoo else frozenset(
+        run_spec(arch, **v).key for v in zoo[NOISY])
+    return zoo, partial(_measures, probed=probed)
 
-    def make(family: str) -> list:
-        runs = train_runs(arch, [v for group in variants.values() for v in group],
-                          derive=partial(_measures, probed=probed))
-        start = trained.index(family) * len(seeds)
-        return runs[start:start + len(seeds)]
-    return make
+
+def _transformer_of_rd_9(session: pytest.Session) -> str | None:
+    """The built-in transformer when this session runs RD-9 on it, else None."""
+    rd_9 = test_RD_9_transformer_transition_at_perfect_fit.__name__
+    for item in session.items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        if getattr(item, "originalname", None) == rd_9 and str(params.get("arch")) == "transformer":
+            return "transformer"
+    return None
 
 
 def _measures(run, probed: frozenset[str]) -> None:

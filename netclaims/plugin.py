@@ -353,6 +353,20 @@ def train_runs(netclaims_settings: Settings, store: Store,
     return make
 
 
+@pytest.fixture(scope="session")
+def prefetch_runs(netclaims_settings: Settings, store: Store) -> Callable[..., None]:
+    """``prefetch_runs(arch, [fields, ...], derive=None)``: start training a zoo that a
+    later claim needs in the session's process pool and return at once, so that the pool
+    stays busy while the current zoo finishes (nothing happens with the inline or Ray
+    executors); the later ``train_runs`` of those runs waits for them."""
+    def start(arch: Architecture | str, variants: Sequence[dict[str, Any]],
+              derive: Callable[[Run], Any] | None = None) -> None:
+        if netclaims_settings.executor == "process":
+            store.prefetch([_spec(netclaims_settings, arch, v) for v in variants],
+                           device=netclaims_settings.device, derive=derive)
+    return start
+
+
 @pytest.fixture
 def save_figure(request: pytest.FixtureRequest,
                 netclaims_settings: Settings) -> Callable[[Any, str], Path]:

@@ -4,7 +4,7 @@ Layout under the store's root::
 
     runs/<key>/manifest.json        spec, provenance, sha256 of every file (written last)
     runs/<key>/model.safetensors    final weights
-    runs/<key>/history.json         per-epoch history
+    runs/<key>/history.json         history of the evaluated epochs
     runs/<key>/checkpoints/*.safetensors
     work/<key>/                     a run being trained (resumable state), renamed into runs/
     locks/<key>.lock                one trainer per key across processes
@@ -181,6 +181,8 @@ class Store:
         self.data_root = data_root
         self._checked: dict[str, tuple[dict[str, tuple[int, int]], dict[str, Any]]] = {}
         """Entries whose checksums matched: their files' (size, mtime) then, and manifest."""
+        self._pending: dict[str, cf.Future] = {}
+        """Runs submitted to the process pool and not yet waited for, by key."""
         for sub in ("runs", "work", "locks"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
 
@@ -279,7 +281,7 @@ class Store:
         report = progress or (lambda _event: None)
         total = len(missing)
         if missing:
-            if executor == "inline" or total == 1:
+            if executor == "inline" or (total == 1 and missing[0].key not in self._pending):
                 for done, spec in enumerate(missing):
                     report({"event": "run", "done": done, "total": total, "label": spec.label})
                     run = self.run(spec, device=device, progress=progress)
@@ -296,20 +298,43 @@ class Store:
             raise RuntimeError(f"runs missing from the store after training: {absent}")
         return [found[s.key] for s in specs]
 
+    def prefetch(self, specs: Sequence[RunSpec], *, workers: int | None = None,
+                 device: str = "auto", derive: Callable[[Run], Any] | None = None) -> None:
+        """Start training the missing runs of ``specs`` in the process pool and return at
+        once: a later :meth:`runs` of them waits for these trainings instead of starting its
+        own, so a zoo needed later keeps the pool busy while the current one finishes."""
+        missing = [s for s in dict.fromkeys(specs) if self._verified(s) is None]
+        if missing:
+            self._submit(missing, workers, device, derive)
+
+    def _submit(self, specs: Sequence[RunSpec], workers: int | None, device: str,
+                derive: Callable[[Run], Any] | None) -> dict[cf.Future, RunSpec]:
+        """Each spec's training in the pool, submitted now (largest first, so a zoo does
+        not end with one worker training a large net while the others wait) or earlier."""
+        pool = _worker_pool(workers or os.cpu_count() or 1)
+        futures = {}
+        for spec in sorted(specs, key=_training_size, reverse=True):
+            future = self._pending.get(spec.key)
+            if future is None:
+                future = pool.submit(_train_in_worker, str(self.path), spec.to_dict(), device,
+                                     self.data_root, derive)
+                self._pending[spec.key] = future
+            futures[future] = spec
+        return futures
+
     def _process_pool(self, specs: Sequence[RunSpec], workers: int | None, device: str,
                       report: Callable[[dict], None],
                       derive: Callable[[Run], Any] | None) -> None:
-        pool = _worker_pool(workers or os.cpu_count() or 1)
         try:
-            futures = {pool.submit(_train_in_worker, str(self.path), s.to_dict(), device,
-                                   self.data_root, derive): s
-                       for s in sorted(specs, key=_training_size, reverse=True)}
+            futures = self._submit(specs, workers, device, derive)
             for done, future in enumerate(cf.as_completed(futures), start=1):
+                self._pending.pop(futures[future].key, None)
                 future.result()
                 report({"event": "trained", "done": done, "total": len(specs),
                         "label": futures[future].label})
         except cf.process.BrokenProcessPool:
             _worker_pool.cache_clear()  # a dead worker breaks the pool: start afresh next time
+            self._pending.clear()
             raise
 
     def _ray(self, specs: Sequence[RunSpec], workers: int | None, device: str,
@@ -344,8 +369,7 @@ class Store:
 
 
 def _training_size(spec: RunSpec) -> float:
-    """A rough proxy of a run's cost: the longest runs are submitted first, so a zoo does
-    not end with one worker training a large net while the others wait."""
+    """A rough proxy of a run's cost, to submit the longest runs first."""
     samples = dict(spec.dataset_options).get("train_size", 1)
     return spec.epochs * spec.width * spec.depth * samples
 

@@ -295,6 +295,23 @@ def test_spec(run_spec, netclaims_settings):
     claims_env.runpytest("--netclaims-executor", "inline").assert_outcomes(passed=1)
 
 
+def test_prefetch_runs_trains_in_the_pool_and_does_nothing_inline(claims_env):
+    claims_env.makepyfile(test_p='''
+def test_prefetch(prefetch_runs, train_runs, run_spec, store, netclaims_settings):
+    offset = 0 if netclaims_settings.executor == "process" else 2  # one store for both runs
+    fields = [{"dataset": "digits", "width": 0.25, "epochs": 1, "seed": s + offset}
+              for s in (0, 1)]
+    keys = {run_spec("mlp", **f).key for f in fields}
+    prefetch_runs("mlp", fields)
+    if netclaims_settings.executor == "inline":
+        assert not keys & set(store.run_keys())
+    runs = train_runs("mlp", fields)
+    assert {r.spec.key for r in runs} == keys <= set(store.run_keys())
+''')
+    claims_env.runpytest("--netclaims-executor", "process").assert_outcomes(passed=1)
+    claims_env.runpytest("--netclaims-executor", "inline").assert_outcomes(passed=1)
+
+
 def test_paper_scale_trains_on_cifar10_from_a_local_folder(claims_env, tmp_path, monkeypatch):
     claims_env.makepyfile(test_s='''
 import os

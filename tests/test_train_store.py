@@ -371,3 +371,29 @@ def test_a_failing_derive_leaves_the_runs_trained(tmp_path):
     specs = [tiny(epochs=1, seed=s) for s in range(2)]
     runs = Store(tmp_path).runs(specs, executor="process", workers=2, derive=_fails)
     assert [r.spec for r in runs] == specs
+
+
+def test_a_prefetched_zoo_is_waited_for_not_trained_again(tmp_path):
+    store = Store(tmp_path)
+    specs = [tiny(epochs=1, seed=s) for s in range(3)]
+    store.prefetch(specs[:2], workers=2, derive=_weight_sum)
+    events = []
+    runs = store.runs(specs, executor="process", workers=2, derive=_weight_sum,
+                      progress=events.append)
+    assert [r.spec for r in runs] == specs
+    trained = [e for e in events if e["event"] == "trained"]
+    assert sorted(e["label"] for e in trained) == sorted(s.label for s in specs)
+    for run in runs:  # the prefetch's derive ran in its worker as well
+        cached = run.derived("weight-sum", {}, lambda: pytest.fail("not derived"))
+        assert torch.allclose(cached["sum"], _sum_of_weights(run))
+    started = [r.manifest["started"] for r in runs]
+    store.prefetch(specs, workers=2)  # all stored: nothing to train
+    assert [r.manifest["started"] for r in store.runs(specs)] == started
+
+
+def test_a_failed_prefetch_raises_in_the_call_that_needs_the_run(tmp_path):
+    store = Store(tmp_path)
+    diverging = tiny(lr=1e30, epochs=3)
+    store.prefetch([diverging], workers=2)
+    with pytest.raises(FloatingPointError, match="training loss became"):
+        store.runs([diverging], executor="process", workers=2)
