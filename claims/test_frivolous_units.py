@@ -109,26 +109,62 @@ class WidthSeries:
             return float("nan")
 
 
+PLAIN = {"plain": {}}
+RANDOM_LABELS = {"random labels": {"label_noise": 1.0}}
+INIT_CONDITIONS = {init: {"init": init} for init in INITIALIZATIONS}
+TEACHER_CONDITIONS = {f"dim {dim}": {"dataset": "teacher", "dataset_options": {"dim": dim}}
+                      for dim in TEACHER_DIMS}
+"""The teacher task replaces the small task (``task={}``)."""
+
+
+def _why_not_feature_vectors(arch) -> str | None:
+    """Why the architecture cannot take the teacher task's feature vectors, or None."""
+    try:
+        models.create(str(arch), (TEACHER_DIMS[0],), 2)
+    except (ValueError, TypeError) as err:
+        return str(err)
+    return None
+
+
+def _zoos(arch) -> list[tuple[tuple[str, ...], dict, Sequence[float], dict | None]]:
+    """``(claims that read it, conditions, factors, task)`` of every width series the
+    claims train on ``arch``, in claim order."""
+    zoos = [(("FU-1", "FU-2", "FU-3", "FU-4"), PLAIN, WIDTH_FACTORS, None),
+            (("FU-5",), {**RANDOM_LABELS, **PLAIN}, WIDTH_FACTORS, None),
+            (("FU-6",), {**PLAIN, **REGULARIZERS}, SHORT_FACTORS, None),
+            (("FU-7",), INIT_CONDITIONS, SHORT_FACTORS, None)]
+    if _why_not_feature_vectors(arch) is None:
+        zoos.append((("FU-8",), TEACHER_CONDITIONS, WIDTH_FACTORS, {}))
+    return zoos
+
+
 @pytest.fixture
-def width_series(arch, train_runs, seeds, small_task) -> Callable[..., dict]:
+def width_series(arch, train_runs, prefetch_runs, session_claims, seeds,
+                 small_task) -> Callable[..., dict]:
     """``width_series({name: spec_fields, ...}, factors=WIDTH_FACTORS, task=None)``: for
     each condition, the nets of every width factor and seed on ``task`` (spec fields;
     default the small task), measured; one zoo for all conditions, so the session's
-    executor trains them side by side. The history is evaluated at the checkpoints only:
-    the claims read the final test accuracy."""
+    executor trains them side by side, and every other series of the architecture that a
+    claim of the session reads is started in the pool first (in claim order), so it stays
+    busy while claims measure.
+    The history is evaluated at the checkpoints only: the claims read the final test
+    accuracy."""
+    def variants(conditions: Mapping[str, dict], factors: Sequence[float],
+                 task: dict | None) -> list[dict]:
+        base = small_task if task is None else task
+        return [{"seed": s, "noise_seed": s, "width": BASE_WIDTH * f,
+                 "evaluate": "checkpoints", **base, **fields}
+                for fields in conditions.values() for f in factors for s in seeds]
+
     def make(conditions: Mapping[str, dict], factors: Sequence[float] = WIDTH_FACTORS,
              task: dict | None = None) -> dict[str, WidthSeries]:
-        base = small_task if task is None else task
-        variants = [{"seed": s, "noise_seed": s, "width": BASE_WIDTH * f,
-                     "evaluate": "checkpoints", **base, **fields}
-                    for fields in conditions.values() for f in factors for s in seeds]
-        runs = iter(train_runs(arch, variants, derive=_measures))
+        for readers, *zoo in _zoos(arch):
+            if any((cid, str(arch)) in session_claims for cid in readers):
+                prefetch_runs(arch, variants(*zoo), derive=_measures)
+        runs = iter(train_runs(arch, variants(conditions, factors, task), derive=_measures))
         return {name: WidthSeries(factors, {f: [next(runs) for _ in seeds] for f in factors})
                 for name in conditions}
     return make
-
-
-PLAIN = {"plain": {}}
 
 
 def _gain_estimate(series: WidthSeries, measure: str, name: str) -> stats.Estimate:
@@ -230,7 +266,7 @@ def test_FU_5_frivolous_units_with_random_labels(arch, width_series, save_figure
     (which every width of the default architectures fits); the estimate is the larger of
     the prunable and redundant gains, recomputed on each resample of seeds.
     """
-    both = width_series({"random labels": {"label_noise": 1.0}, **PLAIN})
+    both = width_series({**RANDOM_LABELS, **PLAIN})
     random, plain = both["random labels"], both["plain"]
     save_figure(_gain_figure({"true labels": plain, "random labels": random},
                              ("prunable", "redundant"), f"FU-5 random labels, {arch}"),
@@ -285,7 +321,7 @@ def test_FU_7_initialization_trades_prunable_for_redundant(arch, width_series, s
     the signs are opposite); the statistic is the larger of the two products, so it is
     below 0 only when both comparisons trade one kind for the other.
     """
-    series = width_series({init: {"init": init} for init in INITIALIZATIONS}, SHORT_FACTORS)
+    series = width_series(INIT_CONDITIONS, SHORT_FACTORS)
     high, *lows = INITIALIZATIONS
 
     def product(idx: np.ndarray) -> float:
@@ -319,13 +355,11 @@ def test_FU_8_frivolous_units_on_teacher_data(arch, width_series, save_figure):
     (the larger of prunable and redundant), recomputed on each resample of seeds. Needs an
     architecture that takes feature vectors, as the paper's MLPs.
     """
-    try:
-        models.create(str(arch), (TEACHER_DIMS[0],), 2)
-    except (ValueError, TypeError) as err:
+    why = _why_not_feature_vectors(arch)
+    if why is not None:
         raise NotApplicable(f"{arch} does not take feature vectors (the teacher task's "
-                            f"inputs): {err}") from err
-    series = width_series({f"dim {dim}": {"dataset": "teacher", "dataset_options": {"dim": dim}}
-                           for dim in TEACHER_DIMS}, task={})
+                            f"inputs): {why}")
+    series = width_series(TEACHER_CONDITIONS, task={})
     save_figure(_gain_figure(series,
                              ("prunable", "redundant"), f"FU-8 teacher task, {arch}"),
                 "teacher-gains")

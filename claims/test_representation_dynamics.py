@@ -63,7 +63,7 @@ FAMILIES = (CLEAN, NOISY, NARROW)
 
 
 @pytest.fixture
-def rd_runs(arch, train_runs, prefetch_runs, run_spec, seeds, small_task_of, request):
+def rd_runs(arch, train_runs, prefetch_runs, session_claims, run_spec, seeds, small_task_of):
     """``rd_runs(family) -> [run per seed]`` for the families of the module docstring, all
     of an architecture's families trained in one zoo (the built-in transformer's one family
     at a time: by default it serves only RD-9, which reads the noisy family). When the
@@ -71,8 +71,8 @@ def rd_runs(arch, train_runs, prefetch_runs, run_spec, seeds, small_task_of, req
     first, so that it shares the pool with the other architectures' zoos instead of ending
     the session with one worker training a transformer while the others wait."""
     def make(family: str) -> list:
-        transformer = _transformer_of_rd_9(request.session)
-        if transformer is not None and str(arch) != "transformer":
+        transformer = "transformer"
+        if ("RD-9", transformer) in session_claims and str(arch) != transformer:
             zoo, derive = _rd_zoo(transformer, (NOISY,), seeds, small_task_of(transformer),
                                   run_spec)
             prefetch_runs(transformer, zoo[NOISY], derive=derive)
@@ -103,16 +103,6 @@ def _rd_zoo(arch, families: Sequence[str], seeds: list[int], small_task: dict,
     probed = frozenset() if str(arch) == "transformer" or NOISY not in zoo else frozenset(
         run_spec(arch, **v).key for v in zoo[NOISY])
     return zoo, partial(_measures, probed=probed)
-
-
-def _transformer_of_rd_9(session: pytest.Session) -> str | None:
-    """The built-in transformer when this session runs RD-9 on it, else None."""
-    rd_9 = test_RD_9_transformer_transition_at_perfect_fit.__name__
-    for item in session.items:
-        params = getattr(getattr(item, "callspec", None), "params", {})
-        if getattr(item, "originalname", None) == rd_9 and str(params.get("arch")) == "transformer":
-            return "transformer"
-    return None
 
 
 def _measures(run, probed: frozenset[str]) -> None:

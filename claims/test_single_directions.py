@@ -50,32 +50,77 @@ DROPOUT_FRACTIONS = (0.1, 0.2, 0.3)
 LR_SCALES = (1 / 3, 1.0, 3.0)
 
 
+def _full_task_zoo(arch, seeds) -> tuple[list[dict], partial]:
+    """SD-7…SD-16: one run per seed on the full task with the registry's protocol, with
+    batch norm, then without; the claims read no training history, so only its end is
+    evaluated."""
+    return ([{"seed": s, "batchnorm": bn, "evaluate": "checkpoints"}
+             for bn in (True, False) for s in seeds],
+            partial(_full_task_measures, arch=arch))
+
+
+def _memorization_zoo(arch, seeds, small_task) -> tuple[list[dict], partial]:
+    """SD-1, SD-2: one run per corrupted fraction and seed on the small task; each seed
+    shuffles its own labels (``noise_seed``), so the seeds are independent replicates."""
+    return ([{"seed": s, "label_noise": f, "noise_seed": s, **small_task}
+             for f in CORRUPTED_FRACTIONS for s in seeds],
+            partial(_memorization_measures, arch=arch))
+
+
+def _lr_zoo(arch, seeds, small_task, run_spec) -> tuple[list[dict], partial]:
+    """SD-3…SD-5: one run per learning rate of ``LR_SCALES`` (times the registry's) and seed
+    on the small task with true labels (the runs at ``lr_scale=1`` are SD-1's uncorrupted
+    nets)."""
+    def variant(lr_scale: float, seed: int) -> dict:
+        extra = {} if lr_scale == 1.0 else {"lr": run_spec(arch).lr * lr_scale}
+        return {"seed": seed, "label_noise": 0.0, "noise_seed": seed, **small_task, **extra}
+    return ([variant(scale, s) for scale in LR_SCALES for s in seeds],
+            partial(_curve, arch=arch))
+
+
+def _dropout_rates(seeds) -> list[float]:
+    return [DROPOUT_FRACTIONS[i % len(DROPOUT_FRACTIONS)] for i in range(len(seeds))]
+
+
+def _dropout_zoo(arch, seeds, small_task) -> tuple[list[dict], partial]:
+    """SD-6: seed i with dropout 0.1, 0.2 or 0.3 (cycling), on true then on fully shuffled
+    labels of the small task."""
+    return ([{"seed": s, "dropout": p, "label_noise": f, "noise_seed": s, **small_task}
+             for s, p in zip(seeds, _dropout_rates(seeds), strict=True) for f in (0.0, 1.0)],
+            partial(_curve, arch=arch, split="train"))
+
+
+@pytest.fixture(autouse=True)
+def _zoos_started(arch, prefetch_runs, session_claims, run_spec, seeds, small_task) -> None:
+    """Every zoo that a claim of this file the session runs reads on the architecture,
+    started in the pool in claim order before a claim waits for its own, so the pool stays
+    busy while claims measure."""
+    if "stages" not in arch.capabilities:
+        return
+    zoos = ((("SD-1", "SD-2"), _memorization_zoo(arch, seeds, small_task)),
+            (("SD-3", "SD-4", "SD-5"), _lr_zoo(arch, seeds, small_task, run_spec)),
+            (("SD-6",), _dropout_zoo(arch, seeds, small_task)),
+            (tuple(f"SD-{i}" for i in range(7, 17)), _full_task_zoo(arch, seeds)))
+    for readers, (variants, derive) in zoos:
+        if any((cid, str(arch)) in session_claims for cid in readers):
+            prefetch_runs(arch, variants, derive=derive)
+
+
 @pytest.fixture
 def sd_runs(arch, train_runs, seeds) -> Callable[[bool], list]:
-    """``sd_runs(batchnorm)``: one run per seed on the full task with the registry's
-    protocol, with or without batch norm (SD-7…SD-16); both variants are trained together.
-    The claims read no training history, so only its end is evaluated."""
+    """``sd_runs(batchnorm)``: the :func:`_full_task_zoo` runs with or without batch
+    norm."""
     def make(batchnorm: bool) -> list:
-        runs = train_runs(arch, [{"seed": s, "batchnorm": bn, "evaluate": "checkpoints"}
-                                 for bn in (True, False) for s in seeds],
-                          derive=partial(_full_task_measures, arch=arch))
+        runs = train_runs(arch, *_full_task_zoo(arch, seeds))
         return runs[:len(seeds)] if batchnorm else runs[len(seeds):]
     return make
 
 
 @pytest.fixture
 def zoo_runs(arch, train_runs, run_spec, seeds, small_task) -> Callable[[float], list]:
-    """``zoo_runs(lr_scale)``: one run per seed on the small task with true labels and the
-    registry's learning rate times ``lr_scale`` (the SD-3/SD-5 zoo, every scale of
-    ``LR_SCALES`` trained together; SD-4 reads the checkpoints of ``lr_scale=1``, which are
-    SD-1's uncorrupted nets)."""
-    def variant(lr_scale: float, seed: int) -> dict:
-        extra = {} if lr_scale == 1.0 else {"lr": run_spec(arch).lr * lr_scale}
-        return {"seed": seed, "label_noise": 0.0, "noise_seed": seed, **small_task, **extra}
-
+    """``zoo_runs(lr_scale)``: the :func:`_lr_zoo` runs at one learning-rate scale."""
     def make(lr_scale: float) -> list:
-        runs = train_runs(arch, [variant(scale, s) for scale in LR_SCALES for s in seeds],
-                          derive=partial(_curve, arch=arch))
+        runs = train_runs(arch, *_lr_zoo(arch, seeds, small_task, run_spec))
         start = LR_SCALES.index(lr_scale) * len(seeds)
         return runs[start:start + len(seeds)]
     return make
@@ -209,11 +254,8 @@ def _paired_bn_claim(cid: str, finding: str, sd_runs, measure, rule,
 
 
 def _memorizing_runs(train_runs, arch, seeds, small_task) -> dict[float, list]:
-    """One run per corrupted fraction and seed on the small task; each seed shuffles its own
-    labels (``noise_seed``), so the seeds are independent replicates."""
-    variants = [{"seed": s, "label_noise": f, "noise_seed": s, **small_task}
-                for f in CORRUPTED_FRACTIONS for s in seeds]
-    runs = iter(train_runs(arch, variants, derive=partial(_memorization_measures, arch=arch)))
+    """The :func:`_memorization_zoo` runs by corrupted fraction."""
+    runs = iter(train_runs(arch, *_memorization_zoo(arch, seeds, small_task)))
     return {f: [next(runs) for _ in seeds] for f in CORRUPTED_FRACTIONS}
 
 
@@ -422,11 +464,8 @@ def test_SD_6_dropout_protects_only_up_to_its_fraction(arch, train_runs, seeds, 
     orderings); AUC over fractions past the dropout fraction, divided by its width; paired
     difference per seed, mean over seeds.
     """
-    rates = [DROPOUT_FRACTIONS[i % len(DROPOUT_FRACTIONS)] for i in range(len(seeds))]
-    runs = iter(train_runs(arch, [{"seed": s, "dropout": p, "label_noise": f, "noise_seed": s,
-                                   **small_task}
-                                  for s, p in zip(seeds, rates, strict=True) for f in (0.0, 1.0)],
-                           derive=partial(_curve, arch=arch, split="train")))
+    rates = _dropout_rates(seeds)
+    runs = iter(train_runs(arch, *_dropout_zoo(arch, seeds, small_task)))
     diffs, pairs = [], []
     for p in rates:
         true, corrupted = (_curve(next(runs), arch, split="train") for _ in range(2))

@@ -354,11 +354,25 @@ def train_runs(netclaims_settings: Settings, store: Store,
 
 
 @pytest.fixture(scope="session")
+def session_claims(request: pytest.FixtureRequest) -> frozenset[tuple[str, str]]:
+    """``(claim id, architecture)`` of every claim this session runs (after ``-k`` and
+    other deselection), so that a fixture starts only the zoos some claim will read."""
+    selected = set()
+    for item in request.session.items:
+        info = _claim_info(item)
+        callspec = getattr(item, "callspec", None)
+        if info is not None and callspec is not None and "arch" in callspec.params:
+            selected.add((info.id, str(callspec.params["arch"])))
+    return frozenset(selected)
+
+
+@pytest.fixture(scope="session")
 def prefetch_runs(netclaims_settings: Settings, store: Store) -> Callable[..., None]:
     """``prefetch_runs(arch, [fields, ...], derive=None)``: start training a zoo that a
     later claim needs in the session's process pool and return at once, so that the pool
     stays busy while the current zoo finishes (nothing happens with the inline or Ray
-    executors); the later ``train_runs`` of those runs waits for them."""
+    executors); the later ``train_runs`` of those runs waits for them. Start only zoos that
+    a claim of :func:`session_claims` reads."""
     def start(arch: Architecture | str, variants: Sequence[dict[str, Any]],
               derive: Callable[[Run], Any] | None = None) -> None:
         if netclaims_settings.executor == "process":

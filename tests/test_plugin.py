@@ -312,6 +312,24 @@ def test_prefetch(prefetch_runs, train_runs, run_spec, store, netclaims_settings
     claims_env.runpytest("--netclaims-executor", "inline").assert_outcomes(passed=1)
 
 
+def test_session_claims_are_the_selected_claims_and_architectures(claims_env):
+    claims_env.makepyfile(test_c='''
+from netclaims.claims import NotApplicable, claim
+
+@claim("SD-1", finding="reads the selection")
+def test_SD_1(arch, session_claims):
+    assert session_claims == {("SD-1", "mlp"), ("SD-1", "convnet")}
+    raise NotApplicable("only checks the selection")
+
+@claim("SD-2", finding="deselected")
+def test_SD_2(arch):
+    raise AssertionError("deselected claims do not run")
+''')
+    result = claims_env.runpytest("--netclaims-arch", "mlp", "--netclaims-arch", "convnet",
+                                  "-k", "SD_1")
+    result.assert_outcomes(skipped=2, deselected=2)
+
+
 def test_paper_scale_trains_on_cifar10_from_a_local_folder(claims_env, tmp_path, monkeypatch):
     claims_env.makepyfile(test_s='''
 import os
