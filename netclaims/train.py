@@ -489,7 +489,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
     state = _load_state(workdir, model, opt, dev)
     if state is None:
         state = TrainState()
-        _record(state, model, data, dev, lr=0.0, seconds=0.0)
+        _record(state, model, data, dev, lr=0.0)
         if 0 in spec.checkpoint_epochs:
             save_weights(model, workdir / "checkpoints" / f"{checkpoint_name(epoch=0)}.safetensors")
         _save_state(workdir, model, opt, state)
@@ -534,12 +534,12 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
                 capture.remove()
         state.epoch = epoch
         seconds = time.perf_counter() - started
-        if spec.evaluate == "every_epoch" or epoch in spec.checkpoint_epochs \
-                or epoch == spec.epochs:
-            _record(state, model, data, dev, lr=lr, seconds=seconds)
-        else:
-            state.seconds += seconds
-            state.unrecorded_seconds += seconds
+        state.seconds += seconds
+        state.unrecorded_seconds += seconds
+        evaluated = spec.evaluate == "every_epoch" or epoch in spec.checkpoint_epochs \
+            or epoch == spec.epochs
+        if evaluated:
+            _record(state, model, data, dev, lr=lr)
         if epoch in spec.checkpoint_epochs:
             save_weights(model, workdir / "checkpoints"
                          / f"{checkpoint_name(epoch=epoch)}.safetensors")
@@ -547,7 +547,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
                 state.history[-1]["train_loss"] <= spec.stop_train_loss:
             state.stopped = True
         _save_state(workdir, model, opt, state)
-        if progress is not None and state.history[-1]["epoch"] == epoch:
+        if progress is not None and evaluated:
             progress({"event": "epoch", "epoch": epoch, "epochs": spec.epochs,
                       "label": spec.label, **state.history[-1]})
     save_weights(model, workdir / "model.safetensors")
@@ -555,12 +555,12 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
 
 
 def _record(state: TrainState, model: nn.Module, data: datasets.Dataset, dev: torch.device,
-            *, lr: float, seconds: float) -> None:
+            *, lr: float) -> None:
+    """A history row for the state's epoch, with the training time since the last row."""
     train_loss, train_acc = evaluate(model, data.x_train, data.y_train, dev)
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test, dev)
-    state.seconds += seconds
     state.history.append({"epoch": state.epoch, "step": state.step, "lr": lr,
                           "train_loss": train_loss, "train_acc": train_acc,
                           "test_loss": test_loss, "test_acc": test_acc,
-                          "seconds": state.unrecorded_seconds + seconds})
+                          "seconds": state.unrecorded_seconds})
     state.unrecorded_seconds = 0.0
