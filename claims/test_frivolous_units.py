@@ -139,8 +139,7 @@ def _zoos(arch) -> list[tuple[tuple[str, ...], dict, Sequence[float], dict | Non
 
 
 @pytest.fixture
-def width_series(arch, train_runs, prefetch_runs, session_claims, seeds,
-                 small_task) -> Callable[..., dict]:
+def width_series(arch, train_runs, prefetch_runs, seeds, small_task) -> Callable[..., dict]:
     """``width_series({name: spec_fields, ...}, factors=WIDTH_FACTORS, task=None)``: for
     each condition, the nets of every width factor and seed on ``task`` (spec fields;
     default the small task), measured; one zoo for all conditions, so the session's
@@ -159,8 +158,7 @@ def width_series(arch, train_runs, prefetch_runs, session_claims, seeds,
     def make(conditions: Mapping[str, dict], factors: Sequence[float] = WIDTH_FACTORS,
              task: dict | None = None) -> dict[str, WidthSeries]:
         for readers, *zoo in _zoos(arch):
-            if any((cid, str(arch)) in session_claims for cid in readers):
-                prefetch_runs(arch, variants(*zoo), derive=_measures)
+            prefetch_runs(arch, variants(*zoo), derive=_measures, readers=readers)
         runs = iter(train_runs(arch, variants(conditions, factors, task), derive=_measures))
         return {name: WidthSeries(factors, {f: [next(runs) for _ in seeds] for f in factors})
                 for name in conditions}

@@ -63,7 +63,7 @@ FAMILIES = (CLEAN, NOISY, NARROW)
 
 
 @pytest.fixture
-def rd_runs(arch, train_runs, prefetch_runs, session_claims, run_spec, seeds, small_task_of):
+def rd_runs(arch, train_runs, prefetch_runs, run_spec, seeds, small_task_of):
     """``rd_runs(family) -> [run per seed]`` for the families of the module docstring, all
     of an architecture's families trained in one zoo (the built-in transformer's one family
     at a time: by default it serves only RD-9, which reads the noisy family). When the
@@ -71,11 +71,10 @@ def rd_runs(arch, train_runs, prefetch_runs, session_claims, run_spec, seeds, sm
     first, so that it shares the pool with the other architectures' zoos instead of ending
     the session with one worker training a transformer while the others wait."""
     def make(family: str) -> list:
-        transformer = "transformer"
-        if ("RD-9", transformer) in session_claims and str(arch) != transformer:
-            zoo, derive = _rd_zoo(transformer, (NOISY,), seeds, small_task_of(transformer),
+        if str(arch) != "transformer":
+            zoo, derive = _rd_zoo("transformer", (NOISY,), seeds, small_task_of("transformer"),
                                   run_spec)
-            prefetch_runs(transformer, zoo[NOISY], derive=derive)
+            prefetch_runs("transformer", zoo[NOISY], derive=derive, readers=("RD-9",))
         families = (family,) if str(arch) == "transformer" else FAMILIES
         zoo, derive = _rd_zoo(arch, families, seeds, small_task_of(arch), run_spec)
         runs = train_runs(arch, [v for group in zoo.values() for v in group], derive=derive)

@@ -91,7 +91,7 @@ def _dropout_zoo(arch, seeds, small_task) -> tuple[list[dict], partial]:
 
 
 @pytest.fixture(autouse=True)
-def _zoos_started(arch, prefetch_runs, session_claims, run_spec, seeds, small_task) -> None:
+def _zoos_started(arch, prefetch_runs, run_spec, seeds, small_task) -> None:
     """Every zoo that a claim of this file the session runs reads on the architecture,
     started in the pool in claim order before a claim waits for its own, so the pool stays
     busy while claims measure."""
@@ -102,8 +102,7 @@ def _zoos_started(arch, prefetch_runs, session_claims, run_spec, seeds, small_ta
             (("SD-6",), _dropout_zoo(arch, seeds, small_task)),
             (tuple(f"SD-{i}" for i in range(7, 17)), _full_task_zoo(arch, seeds)))
     for readers, (variants, derive) in zoos:
-        if any((cid, str(arch)) in session_claims for cid in readers):
-            prefetch_runs(arch, variants, derive=derive)
+        prefetch_runs(arch, variants, derive=derive, readers=readers)
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import shlex
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -367,15 +367,19 @@ def session_claims(request: pytest.FixtureRequest) -> frozenset[tuple[str, str]]
 
 
 @pytest.fixture(scope="session")
-def prefetch_runs(netclaims_settings: Settings, store: Store) -> Callable[..., None]:
-    """``prefetch_runs(arch, [fields, ...], derive=None)``: start training a zoo that a
-    later claim needs in the session's process pool and return at once, so that the pool
-    stays busy while the current zoo finishes (nothing happens with the inline or Ray
-    executors); the later ``train_runs`` of those runs waits for them. Start only zoos that
-    a claim of :func:`session_claims` reads."""
+def prefetch_runs(netclaims_settings: Settings, store: Store,
+                  session_claims: frozenset[tuple[str, str]]) -> Callable[..., None]:
+    """``prefetch_runs(arch, [fields, ...], derive=None, *, readers=(claim ids))``: start
+    training a zoo that a later claim needs in the session's process pool and return at
+    once, so that the pool stays busy while the current zoo finishes; the later
+    ``train_runs`` of those runs waits for them. Nothing happens unless one of ``readers``
+    runs on ``arch`` in this session (:func:`session_claims`), or with the inline or Ray
+    executors."""
     def start(arch: Architecture | str, variants: Sequence[dict[str, Any]],
-              derive: Callable[[Run], Any] | None = None) -> None:
-        if netclaims_settings.executor == "process":
+              derive: Callable[[Run], Any] | None = None, *,
+              readers: Iterable[str]) -> None:
+        read = any((cid, str(arch)) in session_claims for cid in readers)
+        if read and netclaims_settings.executor == "process":
             store.prefetch([_spec(netclaims_settings, arch, v) for v in variants],
                            device=netclaims_settings.device, derive=derive)
     return start

@@ -295,21 +295,34 @@ def test_spec(run_spec, netclaims_settings):
     claims_env.runpytest("--netclaims-executor", "inline").assert_outcomes(passed=1)
 
 
-def test_prefetch_runs_trains_in_the_pool_and_does_nothing_inline(claims_env):
+def test_prefetch_runs_trains_in_the_pool_for_selected_claims_only(claims_env):
     claims_env.makepyfile(test_p='''
-def test_prefetch(prefetch_runs, train_runs, run_spec, store, netclaims_settings):
-    offset = 0 if netclaims_settings.executor == "process" else 2  # one store for both runs
+from netclaims.claims import NotApplicable, claim
+
+@claim("SD-1", finding="checks prefetching")
+def test_SD_1(arch, prefetch_runs, train_runs, run_spec, store, netclaims_settings,
+              monkeypatch):
+    pooled = netclaims_settings.executor == "process"
+    offset = 0 if pooled else 2  # one store for both sessions
     fields = [{"dataset": "digits", "width": 0.25, "epochs": 1, "seed": s + offset}
               for s in (0, 1)]
-    keys = {run_spec("mlp", **f).key for f in fields}
-    prefetch_runs("mlp", fields)
-    if netclaims_settings.executor == "inline":
+    keys = {run_spec(arch, **f).key for f in fields}
+    prefetch_runs(arch, fields, readers=("SD-1",))
+    if not pooled:
         assert not keys & set(store.run_keys())
-    runs = train_runs("mlp", fields)
+    runs = train_runs(arch, fields)
     assert {r.spec.key for r in runs} == keys <= set(store.run_keys())
+    started = []
+    monkeypatch.setattr(store, "prefetch", lambda specs, **_: started.append(specs))
+    prefetch_runs(arch, fields, readers=("SD-2",))  # no claim of this session reads it
+    assert started == []
+    prefetch_runs(arch, fields, readers=("SD-2", "SD-1"))
+    assert len(started) == (1 if pooled else 0)
+    raise NotApplicable("checks prefetching only")
 ''')
-    claims_env.runpytest("--netclaims-executor", "process").assert_outcomes(passed=1)
-    claims_env.runpytest("--netclaims-executor", "inline").assert_outcomes(passed=1)
+    for executor in ("process", "inline"):
+        claims_env.runpytest("--netclaims-arch", "mlp", "--netclaims-executor",
+                             executor).assert_outcomes(skipped=1)
 
 
 def test_session_claims_are_the_selected_claims_and_architectures(claims_env):
