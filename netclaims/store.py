@@ -44,7 +44,14 @@ from torch import nn
 import netclaims
 from netclaims._io import atomic_path, write_json
 from netclaims.numerics import numerics_fingerprint
-from netclaims.train import Progress, RunSpec, checkpoint_name, one_cpu_thread, train
+from netclaims.train import (
+    STATE_EVERY_SECONDS,
+    Progress,
+    RunSpec,
+    checkpoint_name,
+    one_cpu_thread,
+    train,
+)
 
 EXECUTORS = ("inline", "process", "ray")
 
@@ -226,10 +233,11 @@ class Store:
         """Whether a complete, verified entry exists for ``spec``."""
         return self._verified(spec) is not None
 
-    def run(self, spec: RunSpec, *, device: str = "auto",
-            progress: Progress | None = None) -> Run:
+    def run(self, spec: RunSpec, *, device: str = "auto", progress: Progress | None = None,
+            state_every: float = STATE_EVERY_SECONDS) -> Run:
         """The finished run for ``spec``: read from the store, or trained (resuming an
-        interrupted attempt) while holding the key's lock, then published atomically."""
+        interrupted attempt) while holding the key's lock, then published atomically.
+        ``state_every``: seconds of training between saves of the resumable state."""
         found = self._verified(spec)
         if found is not None:
             return found
@@ -240,7 +248,7 @@ class Store:
             work = self.path / "work" / spec.key
             started = time.time()
             state = train(spec, work, device=device, data_root=self.data_root,
-                          progress=progress)
+                          progress=progress, state_every=state_every)
             write_json(work / "history.json", state.history)
             for leftover in [*work.glob("state*"), *work.glob(".*")]:
                 leftover.unlink()

@@ -447,18 +447,29 @@ def save_weights(model: nn.Module, path: Path) -> None:
 Progress = Callable[[dict[str, Any]], None]
 
 
+STATE_EVERY_SECONDS = 30.0
+"""Default training time between two saves of the resumable state."""
+
+
 def train(spec: RunSpec, workdir: Path, *, device: str = "auto", data_root: str | None = None,
-          progress: Progress | None = None) -> TrainState:
+          progress: Progress | None = None,
+          state_every: float = STATE_EVERY_SECONDS) -> TrainState:
     """Train ``spec``, keeping resumable state, checkpoints and the final weights in
     ``workdir`` (``checkpoints/*.safetensors``, ``model.safetensors``). If ``workdir`` holds
-    the state of an interrupted run, training resumes from its last completed epoch.
+    the state of an interrupted run, training resumes from its last saved epoch.
+
+    The resumable state (weights, optimizer, history) is saved after the first epoch by which
+    ``state_every`` seconds of training have passed since the previous save (0: after every
+    epoch): an interruption loses about that much training, and a small net does not spend a
+    tenth of its time writing state. Where training resumes from does not change the result: every
+    epoch draws its randomness from ``(seed, epoch)``.
 
     On the CPU a run trains on one thread: its floating-point sums then happen in one order
     whatever the machine's core count or the executor, so a run is the same trained inline
     or in a worker (parallelism comes from training several runs at once)."""
     dev = resolve_device(device)
     with one_cpu_thread() if dev.type == "cpu" else contextlib.nullcontext():
-        return _train(spec, Path(workdir), dev, data_root, progress)
+        return _train(spec, Path(workdir), dev, data_root, progress, state_every)
 
 
 @contextlib.contextmanager
@@ -475,7 +486,9 @@ def one_cpu_thread() -> Iterator[None]:
 
 
 def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | None,
-           progress: Progress | None) -> TrainState:
+           progress: Progress | None, state_every: float) -> TrainState:
+    if not state_every >= 0:
+        raise ValueError(f"state_every must be >= 0 seconds, got {state_every}")
     (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
     data = spec.load_data(data_root)
     torch.manual_seed(spec.seed)
@@ -492,8 +505,8 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
         _record(state, model, data, dev, lr=0.0)
         if 0 in spec.checkpoint_epochs:
             save_weights(model, workdir / "checkpoints" / f"{checkpoint_name(epoch=0)}.safetensors")
-        _save_state(workdir, model, opt, state)
     n = x_train.shape[0]
+    unsaved_seconds = 0.0
     while state.epoch < spec.epochs and not state.stopped:
         epoch = state.epoch + 1
         started = time.perf_counter()
@@ -536,6 +549,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
         seconds = time.perf_counter() - started
         state.seconds += seconds
         state.unrecorded_seconds += seconds
+        unsaved_seconds += seconds
         evaluated = spec.evaluate == "every_epoch" or epoch in spec.checkpoint_epochs \
             or epoch == spec.epochs
         if evaluated:
@@ -546,7 +560,10 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
         if spec.stop_train_loss is not None and \
                 state.history[-1]["train_loss"] <= spec.stop_train_loss:
             state.stopped = True
-        _save_state(workdir, model, opt, state)
+        finished = state.stopped or epoch == spec.epochs
+        if unsaved_seconds >= state_every and not finished:
+            _save_state(workdir, model, opt, state)
+            unsaved_seconds = 0.0
         if progress is not None and evaluated:
             progress({"event": "epoch", "epoch": epoch, "epochs": spec.epochs,
                       "label": spec.label, **state.history[-1]})

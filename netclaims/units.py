@@ -690,12 +690,16 @@ class intervene(_Hooks):  # noqa: N801 - used like a function
     With one mask per intervention the model runs as usual. With ``M`` masks, the first
     intervened layer replicates its output ``M`` times along the batch axis (mask-major), and
     the model's output holds ``M × batch`` rows: the layers below run once for all masks.
-    A layer keyed ``name`` applies to every call of a module used several times; ``name#k``
-    to its k-th call only. Hooks are removed on exit, also when the forward raised.
+    With ``replicated_input`` the input already holds ``M`` copies of the batch (mask-major,
+    as ``x.repeat(M, ...)`` makes them) and every intervened layer applies mask ``i`` to the
+    ``i``-th copy. A layer keyed ``name`` applies to every call of a module used several
+    times; ``name#k`` to its k-th call only. Hooks are removed on exit, also when the forward
+    raised.
     """
 
     def __init__(self, model: nn.Module, interventions: Mapping[str, Intervention], *,
-                 generator: torch.Generator | None = None) -> None:
+                 generator: torch.Generator | None = None,
+                 replicated_input: bool = False) -> None:
         if not interventions:
             raise ValueError("intervene needs at least one layer")
         masks = {iv.masks for iv in interventions.values()}
@@ -707,6 +711,7 @@ class intervene(_Hooks):  # noqa: N801 - used like a function
         self.interventions = dict(interventions)
         self.modules = _resolve(model, self.interventions)
         self.generator = generator
+        self.replicated_input = replicated_input
         super().__init__()
         self._device_cache: dict[tuple[str, str, torch.device], torch.Tensor] = {}
 
@@ -736,6 +741,11 @@ class intervene(_Hooks):  # noqa: N801 - used like a function
                 raise ValueError(f"layer {key!r} has {found} units but its "
                                  f"intervention was built for {iv.units}")
             m, b = self.masks, self._counter.batch_size
+            if self.replicated_input and b is not None:
+                if b % m:
+                    raise BatchingUnsupportedError(
+                        f"a replicated input of {b} rows does not hold {m} equal copies")
+                b //= m
             rows = out.shape[0]
             if m > 1 and rows == b:
                 out = out.unsqueeze(0).expand(m, *out.shape)
@@ -750,9 +760,10 @@ class intervene(_Hooks):  # noqa: N801 - used like a function
             result = out
             if iv.keep is not None:
                 keep = _broadcast(self._on(key, "keep", iv.keep, dev, dt), shape, axis)
-                fill = (0.0 if iv.fill is None else
-                        _broadcast(self._on(key, "fill", iv.fill[None], dev, dt), shape, axis))
-                result = result * keep + (1.0 - keep) * fill
+                result = result * keep
+                if iv.fill is not None:
+                    fill = _broadcast(self._on(key, "fill", iv.fill[None], dev, dt), shape, axis)
+                    result = result + (1.0 - keep) * fill
             if iv.noise_std is not None:
                 std = _broadcast(self._on(key, "std", iv.noise_std, dev, dt), shape, axis)
                 eps = torch.randn(result.shape, generator=self.generator, dtype=torch.float32,
@@ -774,6 +785,14 @@ def _run_batched(model: nn.Module, x: torch.Tensor, ivs: Mapping[str, Interventi
     return out.reshape(masks, x.shape[0], *out.shape[1:])
 
 
+def _run_batched_input(model: nn.Module, x: torch.Tensor, ivs: Mapping[str, Intervention],
+                       generator: torch.Generator | None) -> torch.Tensor:
+    masks = next(iter(ivs.values())).masks
+    with intervene(model, ivs, generator=generator, replicated_input=True):
+        out = model(x.repeat(masks, *[1] * (x.ndim - 1)))
+    return out.reshape(masks, x.shape[0], *out.shape[1:])
+
+
 def _run_sequential(model: nn.Module, x: torch.Tensor, ivs: Mapping[str, Intervention],
                     generator: torch.Generator | None) -> torch.Tensor:
     masks = next(iter(ivs.values())).masks
@@ -785,16 +804,21 @@ def _run_sequential(model: nn.Module, x: torch.Tensor, ivs: Mapping[str, Interve
     return torch.stack(outs)
 
 
+_RUNS = {"batched": _run_batched, "batched_input": _run_batched_input,
+         "sequential": _run_sequential}
+STRATEGIES = ("auto", *_RUNS)
+
+
 @torch.no_grad()
-def _batching_is_exact(model: nn.Module, x: torch.Tensor,
-                       ivs: Mapping[str, Intervention]) -> bool:
-    """Compare the replicated-batch path with the mask-by-mask path on the first and last
-    masks (noise removed, so both are deterministic)."""
+def _batching_is_exact(model: nn.Module, x: torch.Tensor, ivs: Mapping[str, Intervention],
+                       strategy: str = "batched") -> bool:
+    """Compare a batched path with the mask-by-mask path on the first and last masks
+    (noise removed, so both are deterministic)."""
     masks = next(iter(ivs.values())).masks
     probe = sorted({0, masks - 1})
     plain = {k: iv.without_noise().select(probe) for k, iv in ivs.items()}
     try:
-        batched = _run_batched(model, x, plain, None)
+        batched = _RUNS[strategy](model, x, plain, None)
     except (BatchingUnsupportedError, RuntimeError):
         return False
     sequential = _run_sequential(model, x, plain, None)
@@ -802,7 +826,13 @@ def _batching_is_exact(model: nn.Module, x: torch.Tensor,
     return torch.allclose(batched, sequential, rtol=1e-4, atol=1e-5 * scale)
 
 
-STRATEGIES = ("auto", "batched", "sequential")
+def _choose_strategy(model: nn.Module, x: torch.Tensor,
+                     ivs: Mapping[str, Intervention]) -> str:
+    """The first batched path that gives the mask-by-mask outputs, else ``sequential``."""
+    if next(iter(ivs.values())).masks == 1:
+        return "sequential"
+    return next((name for name in ("batched", "batched_input")
+                 if _batching_is_exact(model, x, ivs, name)), "sequential")
 
 
 def intervened_outputs(model: nn.Module, inputs: torch.Tensor,
@@ -811,10 +841,13 @@ def intervened_outputs(model: nn.Module, inputs: torch.Tensor,
                        strategy: str = "auto") -> torch.Tensor:
     """Model outputs under each of ``M`` interventions: a ``(M, n, ...)`` tensor.
 
-    ``strategy="auto"`` checks once, on the first batch, that replicating the batch after the
-    intervened layer gives the same outputs as running each mask separately, and uses the
-    replicated path only then; ``"sequential"`` always runs one forward per mask. The model
-    runs in eval mode without gradients.
+    ``"batched"`` replicates the batch after the first intervened layer, so the layers below
+    it run once for all masks; ``"batched_input"`` replicates the input instead (for models
+    whose skip connections carry the unreplicated batch past that layer, e.g. residual
+    nets); ``"sequential"`` runs one forward per mask. ``"auto"`` checks once, on the first
+    batch, which batched path gives the same outputs as running each mask separately, in
+    that order, and falls back to ``"sequential"``. The model runs in eval mode without
+    gradients.
     """
     check_choice(strategy, "strategy", STRATEGIES)
     if mask_chunk < 1:
@@ -824,7 +857,7 @@ def intervened_outputs(model: nn.Module, inputs: torch.Tensor,
         raise ValueError(f"every intervention must have the same number of masks, got {masks}")
     total = masks.pop()
     device = model_device(model)
-    use_batched: bool | None = None if strategy == "auto" else strategy == "batched"
+    chosen: str | None = None if strategy == "auto" else strategy
     results: list[torch.Tensor] = []
     with torch.no_grad(), eval_mode(model):
         for x, _ in batches(inputs, batch_size):
@@ -833,11 +866,9 @@ def intervened_outputs(model: nn.Module, inputs: torch.Tensor,
             for start in range(0, total, mask_chunk):
                 chunk = {k: iv.select(slice(start, start + mask_chunk))
                          for k, iv in interventions.items()}
-                if use_batched is None:
-                    use_batched = (next(iter(chunk.values())).masks > 1
-                                   and _batching_is_exact(model, x, chunk))
-                run = _run_batched if use_batched else _run_sequential
-                parts.append(run(model, x, chunk, generator).cpu())
+                if chosen is None:
+                    chosen = _choose_strategy(model, x, chunk)
+                parts.append(_RUNS[chosen](model, x, chunk, generator).cpu())
             results.append(torch.cat(parts))
     return torch.cat(results, dim=1)
 

@@ -14,7 +14,7 @@ import torch
 
 from netclaims.metrics import class_selectivity
 from netclaims.store import Store
-from netclaims.train import RunSpec, lr_at
+from netclaims.train import RunSpec, lr_at, train
 from netclaims.units import collect
 
 
@@ -174,13 +174,31 @@ def _run_in_child(path: str, spec: dict, log: str, kill_after: int | None) -> No
             if kill_after is not None and event["epoch"] == kill_after:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    Store(path).run(RunSpec.from_dict(spec), device="cpu", progress=progress)
+    Store(path).run(RunSpec.from_dict(spec), device="cpu", progress=progress, state_every=0)
 
 
 def _spawn(*args) -> multiprocessing.Process:
     proc = multiprocessing.get_context("spawn").Process(target=_run_in_child, args=args)
     proc.start()
     return proc
+
+
+@pytest.mark.parametrize("state_every", [0.0, 1e9])
+def test_resumable_state_is_saved_as_often_as_asked(tmp_path, state_every):
+    saved = []
+    work = tmp_path / "work"
+
+    def saved_epoch(_event: dict) -> None:
+        path = work / "state.json"
+        saved.append(json.loads(path.read_text())["epoch"] if path.exists() else None)
+
+    state = train(tiny(epochs=4), work, device="cpu", state_every=state_every,
+                  progress=saved_epoch)
+    assert state.epoch == 4
+    # every epoch but the last (whose weights are the result) saves; a day apart, none does
+    assert saved == ([1, 2, 3, 3] if state_every == 0 else [None] * 4)
+    with pytest.raises(ValueError, match="state_every"):
+        train(tiny(), tmp_path / "other", device="cpu", state_every=-1)
 
 
 def test_two_processes_train_a_spec_once(tmp_path):

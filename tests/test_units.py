@@ -243,16 +243,37 @@ def test_batched_masks_equal_sequential(model_name, request):
     torch.testing.assert_close(auto, seq, rtol=1e-5, atol=1e-6)
 
 
-def test_skip_connection_detected_and_falls_back(residual_model):
+def test_skip_connection_detected_and_input_replicated_instead(residual_model):
     x = torch.randn(8, 6)
     iv = {"relu": ablation(12, torch.rand(4, 12) > 0.5)}
     with pytest.raises(RuntimeError):
         intervened_outputs(residual_model, x, iv, strategy="batched")
     assert not units._batching_is_exact(residual_model, x, iv)
-    assert units._batching_is_exact(mlp_batch_model := nn.Sequential(
-        nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2)).eval(), x,
-        {"1": ablation(4, torch.rand(3, 4) > 0.5)})
-    assert mlp_batch_model is not None
+    # the skip connection carries the unreplicated batch: replicating the input works
+    assert units._choose_strategy(residual_model, x, iv) == "batched_input"
+    torch.testing.assert_close(
+        intervened_outputs(residual_model, x, iv, strategy="batched_input"),
+        intervened_outputs(residual_model, x, iv, strategy="sequential"), rtol=1e-5, atol=1e-6)
+    plain = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
+    assert units._choose_strategy(plain, x, {"1": ablation(4, torch.rand(3, 4) > 0.5)}) \
+        == "batched"
+    assert units._choose_strategy(plain, x, {"1": ablation(4, [0])}) == "sequential"
+
+
+def test_batching_falls_back_to_sequential_when_no_batched_path_is_exact():
+    class PerBatch(nn.Module):  # normalizes over the batch: rows are not independent
+        def __init__(self) -> None:
+            super().__init__()
+            self.fc, self.act = nn.Linear(6, 4), nn.ReLU()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = self.act(self.fc(x))
+            return h - h.mean(0, keepdim=True)
+
+    model, x = PerBatch().eval(), torch.randn(8, 6)
+    iv = {"act": ablation(4, torch.tensor([[True, False, False, False],
+                                           [False, False, True, True]]))}
+    assert units._choose_strategy(model, x, iv) == "sequential"
 
 
 def test_noise_is_seeded_and_scaled(mlp_model):
