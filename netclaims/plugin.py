@@ -44,7 +44,7 @@ from netclaims.report import (
     write_reports,
 )
 from netclaims.stats import Outcome, Verdict
-from netclaims.store import Run, Store, provenance
+from netclaims.store import Run, Store, describe_training, provenance, training_summary
 from netclaims.train import RunSpec
 
 RECORD = "netclaims_record"
@@ -514,6 +514,7 @@ class Collector:
         self.records: list[dict] = []
         self.paths: dict[str, Path] = {}
         self.started = time.time()
+        self.training: dict[str, Any] | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
@@ -524,14 +525,17 @@ class Collector:
         if not self.records:
             return
         settings = self.config.stash[SETTINGS]
+        runs = sorted({key for r in self.records for key in r.get("runs", [])})
+        self.training = training_summary(Store(settings.store_path), runs, self.started)
         prov = {**provenance(settings.device), "git_commit": _git_commit(self.config.rootpath),
                 "scale": settings.scale, "seeds": settings.seeds,
                 "architectures": settings.archs or list(DEFAULT_ARCHS),
                 "scaled_training": SCALES[settings.scale]["training"],
                 "command": _command_line(),
-                "wall_seconds": round(time.time() - self.started, 1)}
+                "wall_seconds": round(time.time() - self.started, 1),
+                "training": self.training}
         report = build_report(self.records, prov)
-        report["runs"] = sorted({key for r in self.records for key in r.get("runs", [])})
+        report["runs"] = runs
         self.paths = write_reports(settings.report_dir, report)
         if settings.save_baseline is not None:
             settings.save_baseline.parent.mkdir(parents=True, exist_ok=True)
@@ -544,6 +548,8 @@ class Collector:
         terminalreporter.write_sep("=", "netclaims")
         terminalreporter.write_line(terminal_table(self.records))
         settings = self.config.stash[SETTINGS]
+        if self.training is not None:
+            terminalreporter.write_line(f"runs: {describe_training(self.training)}")
         terminalreporter.write_line(f"numerics: {describe(_numerics(settings.device))}")
         if settings.baseline is not None:
             differences = _baseline_differences(settings)

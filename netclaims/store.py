@@ -460,6 +460,38 @@ def progress_printer(stream: Any = None) -> Progress:
     return show
 
 
+def training_summary(store: Store, keys: Iterable[str], since: float) -> dict[str, Any]:
+    """Which of the runs ``keys`` were trained from ``since`` (a :func:`time.time`) on: their
+    number, and their training seconds summed over the processes that trained them (the
+    manifests' ``train_seconds``: optimizer steps only, without evaluations, checkpoints or
+    derived measures). ``runs`` counts the keys, ``missing`` those with no complete entry."""
+    runs = trained = missing = 0
+    seconds = 0.0
+    for key in keys:
+        runs += 1
+        try:
+            manifest = json.loads((store.path / "runs" / key / "manifest.json").read_text())
+        except FileNotFoundError:
+            missing += 1
+            continue
+        if manifest["started"] >= since:
+            trained += 1
+            seconds += manifest["train_seconds"]
+    return {"runs": runs, "trained": trained, "train_seconds": round(seconds, 1),
+            "missing": missing}
+
+
+def describe_training(summary: Mapping[str, Any]) -> str:
+    """One line of a :func:`training_summary`, e.g. ``361 read by the claims, 12 trained in
+    this session (48.2 s of training summed over processes)``."""
+    text = f"{summary['runs']} read by the claims, {summary['trained']} trained in this session"
+    if summary["trained"]:
+        text += f" ({summary['train_seconds']:g} s of training summed over processes)"
+    if summary["missing"]:
+        text += f"; {summary['missing']} no longer in the store"
+    return text
+
+
 def iter_entries(store: Store) -> Iterable[dict[str, Any]]:
     """One record per complete entry (key, label, size in bytes) for listings."""
     for key in store.run_keys():

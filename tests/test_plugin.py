@@ -246,6 +246,25 @@ def test_module_callable_architectures(claims_env):
     ])
 
 
+def test_summary_counts_the_runs_trained_in_the_session(claims_env):
+    claims_env.makepyfile(plugin_nets=USER_ARCHS, test_claims=STAGE_CLAIM)
+    claims_env.syspathinsert()
+    report_path = claims_env.path / "netclaims-report" / "report.json"
+    trained = []
+    for line in ("runs: 2 read by the claims, 2 trained in this session (* s of training "
+                 "summed over processes)",
+                 "runs: 2 read by the claims, 0 trained in this session"):
+        result = claims_env.runpytest("--netclaims-arch", "plugin_nets:plain",
+                                      "--netclaims-arch", "plugin_nets:staged")
+        result.assert_outcomes(passed=2)
+        result.stdout.fnmatch_lines([line])
+        trained.append(json.loads(report_path.read_text())["provenance"]["training"])
+    cold, warm = trained
+    assert cold["runs"] == warm["runs"] == 2 and cold["missing"] == warm["missing"] == 0
+    assert cold["trained"] == 2 and cold["train_seconds"] > 0
+    assert warm["trained"] == 0 and warm["train_seconds"] == 0
+
+
 def test_failing_factory_and_unit_less_model_give_clear_errors(claims_env):
     claims_env.makepyfile(plugin_nets=USER_ARCHS, test_claims=STAGE_CLAIM)
     claims_env.syspathinsert()
