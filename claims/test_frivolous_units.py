@@ -35,7 +35,7 @@ import torch
 from matplotlib.ticker import NullFormatter
 
 from netclaims import models, stats
-from netclaims.claims import NotApplicable, claim
+from netclaims.claims import NotApplicable, claim, paper
 from netclaims.metrics import (
     ablation_curve,
     prunable_fraction,
@@ -45,6 +45,8 @@ from netclaims.metrics import (
 )
 from netclaims.stats import Rule, judge
 from netclaims.units import collect
+
+paper("FU", "Frivolous units (Casper et al. 2021)")
 
 WIDTH_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 SHORT_FACTORS = (0.25, 1.0, 4.0)
@@ -117,15 +119,6 @@ TEACHER_CONDITIONS = {f"dim {dim}": {"dataset": "teacher", "dataset_options": {"
 """The teacher task replaces the small task (``task={}``)."""
 
 
-def _why_not_feature_vectors(arch) -> str | None:
-    """Why the architecture cannot take the teacher task's feature vectors, or None."""
-    try:
-        models.create(str(arch), (TEACHER_DIMS[0],), 2)
-    except (ValueError, TypeError) as err:
-        return str(err)
-    return None
-
-
 def _zoos(arch) -> list[tuple[tuple[str, ...], dict, Sequence[float], dict | None]]:
     """``(claims that read it, conditions, factors, task)`` of every width series the
     claims train on ``arch``, in claim order."""
@@ -133,7 +126,7 @@ def _zoos(arch) -> list[tuple[tuple[str, ...], dict, Sequence[float], dict | Non
             (("FU-5",), {**RANDOM_LABELS, **PLAIN}, WIDTH_FACTORS, None),
             (("FU-6",), {**PLAIN, **REGULARIZERS}, SHORT_FACTORS, None),
             (("FU-7",), INIT_CONDITIONS, SHORT_FACTORS, None)]
-    if _why_not_feature_vectors(arch) is None:
+    if "feature_vectors" in arch.capabilities:
         zoos.append((("FU-8",), TEACHER_CONDITIONS, WIDTH_FACTORS, {}))
     return zoos
 
@@ -197,7 +190,8 @@ def _gain_figure(panels: dict[str, WidthSeries], measures: Sequence[str], title:
     return fig
 
 
-@claim("FU-1", finding="test accuracy does not degrade as width grows", requires=["stages"])
+@claim("FU-1", finding="test accuracy does not degrade as width grows",
+       requires=["stages", "width"])
 def test_FU_1_accuracy_does_not_degrade_with_width(arch, width_series, save_figure):
     """accuracy(4x) − accuracy(¼x) ≥ 0, CI lower bound ≥ −1 point (paper Fig. 1).
 
@@ -227,7 +221,7 @@ def _gain_claim(cid: str, finding: str, arch, width_series, save_figure, measure
                  details={f"mean_{measure}": series.values[measure].mean(0).tolist()})
 
 
-@claim("FU-2", finding="prunable units outpace width growth", requires=["stages"])
+@claim("FU-2", finding="prunable units outpace width growth", requires=["stages", "width"])
 def test_FU_2_prunable_units_outpace_width(arch, width_series, save_figure):
     """g(prunable) > 2 (paper Fig. 3a, 4)."""
     return _gain_claim("FU-2", "prunable units outpace width growth", arch, width_series,
@@ -235,7 +229,7 @@ def test_FU_2_prunable_units_outpace_width(arch, width_series, save_figure):
 
 
 @claim("FU-3", finding="redundant units outpace or keep pace with width growth",
-       requires=["stages"])
+       requires=["stages", "width"])
 def test_FU_3_redundant_units_keep_pace_with_width(arch, width_series, save_figure):
     """g(redundant) ≥ 2 (paper Fig. 3b, 4)."""
     return _gain_claim("FU-3", "redundant units outpace or keep pace with width growth", arch,
@@ -243,7 +237,7 @@ def test_FU_3_redundant_units_keep_pace_with_width(arch, width_series, save_figu
                        Rule("greater", reference=2.0, inclusive=True))
 
 
-@claim("FU-4", finding="non-prunable units grow slower than width", requires=["stages"])
+@claim("FU-4", finding="non-prunable units grow slower than width", requires=["stages", "width"])
 def test_FU_4_non_prunable_units_grow_slower(arch, width_series, save_figure):
     """g(non-prunable) < 2 (paper appendix: non-frivolous units less-than-double)."""
     return _gain_claim("FU-4", "non-prunable units grow slower than width", arch, width_series,
@@ -256,7 +250,7 @@ def _frivolous_gain(series: WidthSeries, idx: np.ndarray) -> float:
 
 
 @claim("FU-5", finding="frivolous units also proliferate in nets trained on random labels",
-       requires=["stages"])
+       requires=["stages", "width"])
 def test_FU_5_frivolous_units_with_random_labels(arch, width_series, save_figure):
     """g(prunable or redundant) with random labels > 2 (paper Fig. 4a).
 
@@ -278,7 +272,7 @@ def test_FU_5_frivolous_units_with_random_labels(arch, width_series, save_figure
 
 
 @claim("FU-6", finding="explicit regularizers change the trends only modestly",
-       requires=["stages"])
+       requires=["stages", "width"])
 def test_FU_6_regularizers_change_trends_modestly(arch, width_series, save_figure):
     """max over regularizers and measures of |g(regularized) − g(plain)| / g(plain) < 0.5
     (paper Fig. 4b: AlexNets with augmentation, dropout or weight decay).
@@ -309,7 +303,7 @@ def test_FU_6_regularizers_change_trends_modestly(arch, width_series, save_figur
 
 
 @claim("FU-7", finding="initialization variance trades prunable against redundant units",
-       requires=["stages"])
+       requires=["stages", "width"])
 def test_FU_7_initialization_trades_prunable_for_redundant(arch, width_series, save_figure):
     """Δg_prunable and Δg_redundant of opposite signs between the high-variance (He) and
     the low-variance (Glorot, LeCun) initializations (paper Fig. 2, 4c).
@@ -341,7 +335,7 @@ def test_FU_7_initialization_trades_prunable_for_redundant(arch, width_series, s
 
 
 @claim("FU-8", finding="frivolous units emerge on uncorrelated data labelled by a random "
-                       "teacher", requires=["stages"])
+                       "teacher", requires=["stages", "width", "feature_vectors"])
 def test_FU_8_frivolous_units_on_teacher_data(arch, width_series, save_figure):
     """g(prunable or redundant) on the teacher task > 2 for each input dimension (paper
     Fig. 4d: MLPs on 1000 Gaussian inputs of 10 and 10,000 dimensions, binary labels from a
@@ -353,10 +347,6 @@ def test_FU_8_frivolous_units_on_teacher_data(arch, width_series, save_figure):
     (the larger of prunable and redundant), recomputed on each resample of seeds. Needs an
     architecture that takes feature vectors, as the paper's MLPs.
     """
-    why = _why_not_feature_vectors(arch)
-    if why is not None:
-        raise NotApplicable(f"{arch} does not take feature vectors (the teacher task's "
-                            f"inputs): {why}")
     series = width_series(TEACHER_CONDITIONS, task={})
     save_figure(_gain_figure(series,
                              ("prunable", "redundant"), f"FU-8 teacher task, {arch}"),
@@ -415,7 +405,7 @@ def _layer_profile(hidden, output, features: torch.Tensor, seed: int) -> dict[st
 
 @claim("FU-9", finding="prunability and redundancy are distinct: the paper's three "
                        "constructions keep the function and move them as stated",
-       requires=["stages"])
+       requires=["stages", "width"])
 def test_FU_9_constructions_separate_prunability_and_redundancy(arch, train_runs, seeds,
                                                                  small_task):
     """Exact checks of the paper's section 3 on trained nets. The last hidden layer of each

@@ -31,7 +31,7 @@ import pytest
 import torch
 
 from netclaims import stats
-from netclaims.claims import NotApplicable, claim, grid
+from netclaims.claims import NotApplicable, claim, grid, paper
 from netclaims.metrics import (
     c1_subclass_selectivity,
     c2_subclass_silhouette,
@@ -42,6 +42,8 @@ from netclaims.metrics import (
 )
 from netclaims.stats import Rule, judge
 from netclaims.units import collect
+
+paper("IC", "Intraclass clustering (Carbonnelle & De Vleeschouwer 2021)")
 
 SUPERCLASSES = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 CORE = {"lr_scale": (1 / 3, 1.0), "optimizer": ("adam", "momentum")}
@@ -56,6 +58,9 @@ PLAIN = {"batch_size": 100, "weight_decay": 0.0, "dropout": 0.0, "augmentation":
 RAISED = {"batch_size": 32, "weight_decay": 5e-4, "dropout": 0.2, "augmentation": True,
           "width": 1.5, "depth": 1.5}
 """Their second values (paper appendix A.1: width and depth × 1.5)."""
+ZOO_NEEDS = ("stages", "width", "depth", "preactivations")
+"""What every IC claim needs of an architecture: the zoo varies width and depth, and c1, c3
+and c4 read pre-activations."""
 AXES = ("lr_scale", "batch_size", "weight_decay", "optimizer", "dropout", "augmentation",
         "width", "depth")
 """The paper's eight hyperparameters, in its Table 1's order."""
@@ -284,7 +289,7 @@ def _tau_claim(cid: str, finding: str, measure: str, zoo: pd.DataFrame, arch, sa
 
 
 @claim("IC-1", finding="c1 (neuron-level subclass selectivity) predicts generalization",
-       requires=["stages"])
+       requires=ZOO_NEEDS)
 def test_IC_1_c1_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c1, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
     return _tau_claim("IC-1", "c1 (neuron-level subclass selectivity) predicts generalization",
@@ -292,7 +297,7 @@ def test_IC_1_c1_predicts_generalization(arch, zoo, save_figure):
 
 
 @claim("IC-2", finding="c2 (layer-level silhouette of subclasses) predicts generalization",
-       requires=["stages"])
+       requires=ZOO_NEEDS)
 def test_IC_2_c2_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c2, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
     return _tau_claim("IC-2", "c2 (layer-level silhouette of subclasses) predicts "
@@ -300,7 +305,7 @@ def test_IC_2_c2_predicts_generalization(arch, zoo, save_figure):
 
 
 @claim("IC-3", finding="c3 (neuron-level class/data std ratio) predicts generalization",
-       requires=["stages"])
+       requires=ZOO_NEEDS)
 def test_IC_3_c3_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c3, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
     return _tau_claim("IC-3", "c3 (neuron-level class/data std ratio) predicts "
@@ -308,7 +313,7 @@ def test_IC_3_c3_predicts_generalization(arch, zoo, save_figure):
 
 
 @claim("IC-4", finding="c4 (layer-level std of cosine distances ratio) predicts "
-                       "generalization", requires=["stages"])
+                       "generalization", requires=ZOO_NEEDS)
 def test_IC_4_c4_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c4, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
     return _tau_claim("IC-4", "c4 (layer-level std of cosine distances ratio) predicts "
@@ -316,7 +321,7 @@ def test_IC_4_c4_predicts_generalization(arch, zoo, save_figure):
 
 
 @claim("IC-9", finding="one neuron per class already predicts generalization",
-       requires=["stages"])
+       requires=ZOO_NEEDS)
 def test_IC_9_c3_with_k_1_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c3 with k = 1, test accuracy), total > 0, ≥ 0.3 (paper section 4)."""
     return _tau_claim("IC-9", "one neuron per class already predicts generalization",
@@ -324,7 +329,7 @@ def test_IC_9_c3_with_k_1_predicts_generalization(arch, zoo, save_figure):
 
 
 @claim("IC-5", finding="intraclass clustering measures beat a sharpness baseline",
-       requires=["stages"])
+       requires=ZOO_NEEDS)
 def test_IC_5_c3_beats_sharpness(arch, zoo):
     """total τ(c3) − total τ(sharpness) > 0 (paper Table 1: sharpness from random weight
     perturbations, Jiang et al. 2020).
@@ -356,7 +361,7 @@ def _layer_figure(zoo: pd.DataFrame, arch, title: str):
     return fig
 
 
-@claim("IC-6", finding="the measures increase with depth", requires=["stages"])
+@claim("IC-6", finding="the measures increase with depth", requires=ZOO_NEEDS)
 def test_IC_6_measures_increase_with_depth(arch, zoo, save_figure):
     """Spearman ρ(layer depth, per-layer measure) > 0, per model the mean over c1–c4 of ρ,
     then the mean over models with a CI over models (paper Fig. 5)."""
@@ -379,7 +384,7 @@ def test_IC_6_measures_increase_with_depth(arch, zoo, save_figure):
     return judge("IC-6", est, Rule("greater"), finding="the measures increase with depth")
 
 
-@claim("IC-7", finding="c3 and c4 drop sharply at the penultimate layer", requires=["stages"])
+@claim("IC-7", finding="c3 and c4 drop sharply at the penultimate layer", requires=ZOO_NEEDS)
 def test_IC_7_c3_c4_drop_at_the_penultimate_layer(arch, zoo):
     """measure(penultimate layer) − measure(the layer before it) < 0, the mean of the c3 and
     c4 differences per model, mean over models with a CI over models (paper Fig. 5)."""
@@ -397,7 +402,7 @@ def test_IC_7_c3_c4_drop_at_the_penultimate_layer(arch, zoo):
 
 
 @claim("IC-8", finding="differences between well- and poorly-generalizing models arise early",
-       requires=["stages"])
+       requires=ZOO_NEEDS)
 def test_IC_8_differences_arise_early(arch, zoo, save_figure):
     """Fraction of the final c3 gap between the best and worst models already present early
     in training ≥ 0.5 (paper Fig. 6, at 10% of training).

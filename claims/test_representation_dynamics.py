@@ -31,7 +31,7 @@ import pytest
 import torch
 
 from netclaims import models, stats
-from netclaims.claims import checkpoint_schedule, claim
+from netclaims.claims import checkpoint_schedule, claim, paper
 from netclaims.metrics import (
     cka_matrix,
     decision_region_similarity,
@@ -44,6 +44,8 @@ from netclaims.metrics import (
 )
 from netclaims.stats import Rule, judge_mean, judge_paired
 from netclaims.units import collect
+
+paper("RD", "Training dynamics of representations")
 
 LABEL_NOISE = 0.2
 NARROW_WIDTH = 0.25
@@ -75,12 +77,18 @@ def rd_runs(arch, train_runs, prefetch_runs, run_spec, seeds, small_task_of):
             zoo, derive = _rd_zoo("transformer", (NOISY,), seeds, small_task_of("transformer"),
                                   run_spec)
             prefetch_runs("transformer", zoo[NOISY], derive=derive, readers=("RD-9",))
-        families = (family,) if str(arch) == "transformer" else FAMILIES
+        families = (family,) if str(arch) == "transformer" else _families(arch)
         zoo, derive = _rd_zoo(arch, families, seeds, small_task_of(arch), run_spec)
         runs = train_runs(arch, [v for group in zoo.values() for v in group], derive=derive)
         start = list(zoo).index(family) * len(seeds)
         return runs[start:start + len(seeds)]
     return make
+
+
+def _families(arch) -> tuple[str, ...]:
+    """The families an architecture is trained in: the narrow one needs a width knob (only
+    RD-3 reads it)."""
+    return FAMILIES if "width" in arch.capabilities else (CLEAN, NOISY)
 
 
 def _rd_zoo(arch, families: Sequence[str], seeds: list[int], small_task: dict,
@@ -270,7 +278,8 @@ def test_RD_2_first_layer_returns_towards_init(arch, rd_runs):
                       details={"perfect_fit_epochs": [_perfect_fit_epoch(r) for r in runs]})
 
 
-@claim("RD-3", finding="the return towards initialization needs width", requires=["stages"])
+@claim("RD-3", finding="the return towards initialization needs width",
+       requires=["stages", "width"])
 def test_RD_3_return_needs_width(arch, rd_runs):
     """RD-2's statistic at the registry width minus at a quarter of it > 0 (paper Figs. 8-10).
 

@@ -30,11 +30,13 @@ import pytest
 import torch
 
 from netclaims import models, stats
-from netclaims.claims import checkpoint_schedule, claim
+from netclaims.claims import checkpoint_schedule, claim, paper
 from netclaims.metrics import ablation_curve, class_balance, class_selectivity, linear_cka
 from netclaims.stats import Rule, judge, judge_mean, judge_paired
 from netclaims.train import Regularizer
 from netclaims.units import collect
+
+paper("SE", "Class selectivity in early epochs")
 
 EPOCHS = {"smoke": 20, "paper": 40}
 START_EPOCHS = (0, 1, 2, 3, 4, 5)

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from netclaims import models, stats
-from netclaims.claims import Architecture, claim
+from netclaims.claims import Architecture, claim, paper
 from netclaims.metrics import (
     Curve,
     ablation_curve,
@@ -41,6 +41,8 @@ from netclaims.metrics import (
 from netclaims.stats import Outcome, Rule, judge
 from netclaims.units import collect, incoming_layer
 
+paper("SD", "Reliance on single directions (Morcos et al. 2018)")
+
 ORDERINGS = 5
 EVAL_SAMPLES = 500
 NOISE_SCALES = tuple(np.logspace(-1, 1, 9))
@@ -52,10 +54,11 @@ LR_SCALES = (1 / 3, 1.0, 3.0)
 
 def _full_task_zoo(arch, seeds) -> tuple[list[dict], partial]:
     """SD-7…SD-16: one run per seed on the full task with the registry's protocol, with
-    batch norm, then without; the claims read no training history, so only its end is
-    evaluated."""
+    batch norm (where the architecture has a variant with it: SD-7…SD-9 compare them),
+    then without; the claims read no training history, so only its end is evaluated."""
+    conditions = (True, False) if "batchnorm" in arch.capabilities else (False,)
     return ([{"seed": s, "batchnorm": bn, "evaluate": "checkpoints"}
-             for bn in (True, False) for s in seeds],
+             for bn in conditions for s in seeds],
             partial(_full_task_measures, arch=arch))
 
 
@@ -111,7 +114,7 @@ def sd_runs(arch, train_runs, seeds) -> Callable[[bool], list]:
     norm."""
     def make(batchnorm: bool) -> list:
         runs = train_runs(arch, *_full_task_zoo(arch, seeds))
-        return runs[:len(seeds)] if batchnorm else runs[len(seeds):]
+        return runs[:len(seeds)] if batchnorm else runs[-len(seeds):]
     return make
 
 
@@ -491,7 +494,7 @@ def test_SD_6_dropout_protects_only_up_to_its_fraction(arch, train_runs, seeds, 
 
 
 @claim("SD-7", finding="batch norm makes networks more robust to cumulative ablation",
-       requires=["stages"])
+       requires=["stages", "batchnorm"])
 def test_SD_7_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
     """AUC(BN) − AUC(no BN) > 0 (paper Fig. 5b, CIFAR-10 ConvNets).
 
@@ -520,7 +523,8 @@ def test_SD_7_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
     return verdict
 
 
-@claim("SD-8", finding="batch norm lowers the class selectivity of units", requires=["stages"])
+@claim("SD-8", finding="batch norm lowers the class selectivity of units",
+       requires=["stages", "batchnorm"])
 def test_SD_8_batchnorm_lowers_selectivity(arch, sd_runs):
     """mean SI(BN) − mean SI(no BN) < 0 (paper Fig. 6a).
 
@@ -535,7 +539,7 @@ def test_SD_8_batchnorm_lowers_selectivity(arch, sd_runs):
 
 
 @claim("SD-9", finding="batch norm raises the mutual information between units and class",
-       requires=["stages"])
+       requires=["stages", "batchnorm"])
 def test_SD_9_batchnorm_raises_mutual_information(arch, sd_runs):
     """mean MI(BN) − mean MI(no BN) > 0 (paper Fig. 6b).
 

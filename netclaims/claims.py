@@ -16,24 +16,29 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
-from torch import nn
 
-from netclaims import models
+from netclaims.preflight import CAPABILITIES, Architecture, NotApplicable
 
-PAPERS = {
-    "SE": "Class selectivity in early epochs",
-    "SD": "Reliance on single directions (Morcos et al. 2018)",
-    "FU": "Frivolous units (Casper et al. 2021)",
-    "RD": "Training dynamics of representations",
-    "IC": "Intraclass clustering (Carbonnelle & De Vleeschouwer 2021)",
-}
+PAPERS: dict[str, str] = {}
+"""Paper prefix → title, filled by :func:`paper` (the suite declares the papers it uses)."""
 
-CAPABILITIES = ("stages", "conv", "batchnorm", "residual", "transformer", "dense")
-"""What a claim may require of an architecture."""
+
+def paper(prefix: str, title: str) -> str:
+    """Declare a paper whose claims are ids ``PREFIX-n`` (call it in the claims file or its
+    conftest before the claims); declaring the same prefix again with another title is an
+    error. Returns the prefix."""
+    if not prefix or not prefix.replace("_", "").isalnum() or "-" in prefix:
+        raise ValueError(f"paper prefix must be letters and digits, got {prefix!r}")
+    known = PAPERS.get(prefix)
+    if known is not None and known != title:
+        raise ValueError(f"paper {prefix!r} is already declared as {known!r}")
+    PAPERS[prefix] = title
+    return prefix
+
 
 SCALES: dict[str, dict[str, Any]] = {
     "smoke": {"min_seeds": 3, "dataset": "mnist1d", "device": "cpu",
@@ -61,14 +66,22 @@ class ClaimInfo:
     def test_name(self) -> str:
         return self.id.replace("-", "_")
 
+    @property
+    def paper_title(self) -> str:
+        return PAPERS.get(self.paper, self.paper)
+
 
 def claim(id: str, *, paper: str | None = None, finding: str,
           requires: Iterable[str] = ()) -> Callable[[Callable], Callable]:
-    """Declare a test function as the claim ``id`` of the catalogue (``CLAIMS.md``)."""
+    """Declare a test function as the claim ``id`` of its paper (declared with
+    :func:`paper`), with the capabilities it needs of an architecture (see
+    :data:`netclaims.preflight.CAPABILITIES`)."""
     prefix = id.split("-")[0]
     paper = paper or prefix
     if paper not in PAPERS:
-        raise ValueError(f"claim {id}: unknown paper {paper!r}; papers are {list(PAPERS)}")
+        raise ValueError(f"claim {id}: unknown paper {paper!r}; declare it first with "
+                         f"netclaims.claims.paper({paper!r}, 'title') (declared: "
+                         f"{list(PAPERS)})")
     needs = frozenset(requires)
     unknown = needs - set(CAPABILITIES)
     if unknown:
@@ -80,65 +93,6 @@ def claim(id: str, *, paper: str | None = None, finding: str,
         fn.netclaims_claim = info
         return pytest.mark.netclaims_claim(info)(fn)
     return mark
-
-
-class NotApplicable(Exception):  # noqa: N818 - an outcome, not an error
-    """The claim's protocol cannot run on this architecture; reported as "not applicable"."""
-
-
-@dataclass(frozen=True)
-class Architecture:
-    """An architecture the claims run on: a registered model name or a user's
-    ``module:callable``, with the capabilities claims may require."""
-
-    name: str
-    capabilities: frozenset[str] = field(default_factory=frozenset)
-
-    def __str__(self) -> str:
-        return self.name
-
-    @property
-    def is_user(self) -> bool:
-        return models.is_user_spec(self.name)
-
-    def check(self, info: ClaimInfo) -> None:
-        missing = info.requires - self.capabilities
-        if missing:
-            raise NotApplicable(f"{info.id} needs {', '.join(sorted(missing))}; "
-                                f"{self.name} has {', '.join(sorted(self.capabilities))}")
-
-
-_BUILTIN_CAPABILITIES = {
-    "mlp": {"stages", "dense"},
-    "convnet": {"stages", "conv", "dense"},
-    "resnet18": {"stages", "conv", "batchnorm", "residual"},
-    "vgg": {"stages", "conv", "batchnorm", "dense"},
-    "transformer": {"stages", "transformer"},
-}
-
-
-def inspect_architecture(name: str, input_shape: tuple[int, ...],
-                         num_classes: int) -> Architecture:
-    """Build the architecture once to read what it has; a user factory that fails or has no
-    unit layer to find raises a clear error here, before any training."""
-    if not models.is_user_spec(name):
-        if name not in models.available():
-            raise ValueError(f"unknown architecture {name!r}; registered: "
-                             f"{models.available()}, or give 'module:callable'")
-        return Architecture(name, frozenset(_BUILTIN_CAPABILITIES.get(name, {"stages"})))
-    model = models.create(name, input_shape, num_classes)
-    models.stages_of(model)  # raises if no unit layer can be found
-    found = {"stages"}
-    for module in model.modules():
-        if isinstance(module, nn.Conv1d | nn.Conv2d):
-            found.add("conv")
-        if isinstance(module, nn.BatchNorm1d | nn.BatchNorm2d):
-            found.add("batchnorm")
-        if isinstance(module, nn.MultiheadAttention):
-            found.add("transformer")
-        if isinstance(module, nn.Linear):
-            found.add("dense")
-    return Architecture(name, frozenset(found))
 
 
 def grid(axes: Mapping[str, Sequence[Any]], *,
@@ -160,3 +114,7 @@ def checkpoint_schedule(epochs: int, steps_per_epoch: int, *, inside_first: int 
     epochs_ = sorted({0, *range(1, min(dense_until, epochs) + 1),
                       *range(dense_until, epochs + 1, spaced), epochs})
     return {"checkpoint_epochs": tuple(epochs_), "checkpoint_steps": steps}
+
+
+__all__ = ["CAPABILITIES", "DEFAULT_ARCHS", "PAPERS", "SCALES", "Architecture", "ClaimInfo",
+           "NotApplicable", "checkpoint_schedule", "claim", "grid", "paper"]

@@ -24,15 +24,9 @@ from typing import Any
 import pytest
 
 from netclaims import data as datasets
-from netclaims.claims import (
-    DEFAULT_ARCHS,
-    SCALES,
-    Architecture,
-    ClaimInfo,
-    NotApplicable,
-    inspect_architecture,
-)
+from netclaims.claims import DEFAULT_ARCHS, SCALES, ClaimInfo
 from netclaims.numerics import describe, fingerprint_differences
+from netclaims.preflight import Architecture, NotApplicable, PreflightError, preflight
 from netclaims.report import (
     Baseline,
     baseline_key,
@@ -84,6 +78,11 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
                             "help": "how zoos are trained (default auto: a process pool, one "
                                     "worker per CPU, when training on the CPU of a machine "
                                     "with several and not under xdist; else inline)"}),
+    ("task", "string", {"metavar": "NAME",
+                        "help": "dataset the claims train on: mnist1d (default; inputs "
+                                "(1, 40)) or digits (scikit-learn's 8x8 images, inputs "
+                                "(1, 8, 8)); at paper scale with --netclaims-data-root, "
+                                "cifar10 by default"}),
     ("data-root", "string", {"metavar": "DIR",
                              "help": "folder of local datasets such as CIFAR (never "
                                      "downloaded)"}),
@@ -143,11 +142,22 @@ def _settings(config: pytest.Config) -> Settings:
         report_dir=root / (_option(config, "report") or "netclaims-report"),
         baseline=baseline, save_baseline=Path(save) if save else None,
         inconclusive=_option(config, "inconclusive") or "fail",
-        dataset=SCALES[scale].get("dataset_with_root", SCALES[scale]["dataset"])
-        if _option(config, "data-root") else SCALES[scale]["dataset"])
+        dataset=_task(config, scale))
+
+
+def _task(config: pytest.Config, scale: str) -> str:
+    task = _option(config, "task")
+    if task is None:
+        with_root = _option(config, "data-root") and "dataset_with_root" in SCALES[scale]
+        return SCALES[scale]["dataset_with_root" if with_root else "dataset"]
+    if task not in datasets.available():
+        raise pytest.UsageError(f"--netclaims-task {task!r} is not a dataset; choose one of "
+                                f"{datasets.available()}")
+    return task
 
 
 SETTINGS = pytest.StashKey[Settings]()
+ARCHITECTURES = pytest.StashKey[dict[str, Architecture]]()
 INFO = pytest.StashKey[ClaimInfo]()
 VERDICT = pytest.StashKey[Verdict]()
 BASELINE_NOTE = pytest.StashKey[str]()
@@ -205,10 +215,45 @@ def _arch_id(name: str) -> str:
     return name.replace(":", "-").replace(".", "-")
 
 
+def _arch_name(item: pytest.Item) -> str | None:
+    callspec = getattr(item, "callspec", None)
+    return str(callspec.params["arch"]) if callspec is not None and "arch" in callspec.params \
+        else None
+
+
+def _task_data(settings: Settings) -> datasets.Dataset:
+    """The session's task: ``--netclaims-task``, or the scale's default (MNIST-1D; CIFAR-10
+    from ``--netclaims-data-root`` at paper scale)."""
+    options = {}
+    if settings.data_root and "root" in datasets.options_of(settings.dataset):
+        options["root"] = settings.data_root
+    return datasets.load(settings.dataset, **options)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under pytest-xdist (``--dist loadgroup``) claims of one paper and architecture share
-    runs, so they are sent to the same worker; the store's locks train each run once
-    whatever the distribution."""
+    """Preflight every architecture the collected claims run on (a misfit stops the session
+    here, before anything trains) and mark the claims an architecture cannot run as N/A,
+    naming the missing capability. Under pytest-xdist (``--dist loadgroup``) claims of one
+    paper and architecture share runs, so they are sent to the same worker; the store's
+    locks train each run once whatever the distribution."""
+    names = list(dict.fromkeys(n for n in map(_arch_name, items) if n is not None))
+    settings = config.stash[SETTINGS]
+    archs = config.stash[ARCHITECTURES] = {}
+    misfits = []
+    data = _task_data(settings) if names else None
+    for name in names:
+        try:
+            archs[name] = preflight(name, data)
+        except PreflightError as err:
+            misfits.append(f"netclaims preflight: {err}")
+    if misfits:
+        raise pytest.UsageError(*misfits)
+    for item in items:
+        info, name = _claim_info(item), _arch_name(item)
+        if info is not None and name is not None:
+            why = archs[name].why_not(info.requires)
+            if why is not None:
+                item.add_marker(pytest.mark.skip(reason=f"not applicable: {info.id} {why}"))
     if not config.pluginmanager.hasplugin("xdist"):
         return
     for item in items:
@@ -253,25 +298,16 @@ def store(netclaims_settings: Settings) -> Store:
 
 @pytest.fixture(scope="session")
 def claims_data(netclaims_settings: Settings) -> datasets.Dataset:
-    """The scale's default dataset: MNIST-1D, or at paper scale CIFAR-10 from
-    ``--netclaims-data-root`` when given."""
-    options = {}
-    if netclaims_settings.data_root and "root" in datasets.options_of(netclaims_settings.dataset):
-        options["root"] = netclaims_settings.data_root
-    return datasets.load(netclaims_settings.dataset, **options)
-
-
-_ARCHS: dict[str, Architecture] = {}
+    """The session's task (``--netclaims-task``; default MNIST-1D, or at paper scale CIFAR-10
+    from ``--netclaims-data-root`` when given)."""
+    return _task_data(netclaims_settings)
 
 
 @pytest.fixture
-def arch(request: pytest.FixtureRequest, claims_data: datasets.Dataset) -> Architecture:
-    """The architecture this claim runs on (parametrized by ``--netclaims-arch``)."""
-    name = request.param
-    if name not in _ARCHS:
-        _ARCHS[name] = inspect_architecture(name, claims_data.input_shape,
-                                            claims_data.num_classes)
-    return _ARCHS[name]
+def arch(request: pytest.FixtureRequest) -> Architecture:
+    """The architecture this claim runs on (parametrized by ``--netclaims-arch``), as the
+    session's preflight found it."""
+    return request.config.stash[ARCHITECTURES][request.param]
 
 
 class _Progress:
@@ -359,10 +395,9 @@ def session_claims(request: pytest.FixtureRequest) -> frozenset[tuple[str, str]]
     other deselection), so that a fixture starts only the zoos some claim will read."""
     selected = set()
     for item in request.session.items:
-        info = _claim_info(item)
-        callspec = getattr(item, "callspec", None)
-        if info is not None and callspec is not None and "arch" in callspec.params:
-            selected.add((info.id, str(callspec.params["arch"])))
+        info, name = _claim_info(item), _arch_name(item)
+        if info is not None and name is not None and item.get_closest_marker("skip") is None:
+            selected.add((info.id, name))
     return frozenset(selected)
 
 
@@ -417,11 +452,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if info is None:
         return None
     pyfuncitem.stash[INFO] = info
-    arch = pyfuncitem.funcargs.get("arch")
     args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     try:
-        if isinstance(arch, Architecture):
-            arch.check(info)
         verdict = pyfuncitem.obj(**args)
     except NotApplicable as reason:
         # reported at the claim's own location, not the plugin's
@@ -456,7 +488,8 @@ def _record(item: pytest.Item, verdict: str, message: str, seconds: float = 0.0)
     settings = item.config.stash[SETTINGS]
     callspec = getattr(item, "callspec", None)
     arch = str(callspec.params.get("arch", "-")) if callspec is not None else "-"
-    out: dict[str, Any] = {"id": info.id, "paper": info.paper, "finding": info.finding,
+    out: dict[str, Any] = {"id": info.id, "paper": info.paper,
+                           "paper_title": info.paper_title, "finding": info.finding,
                            "arch": arch, "scale": settings.scale, "verdict": verdict,
                            "message": message, "seconds": round(seconds, 3),
                            "nodeid": item.nodeid, "figures": item.stash.get(FIGURES, []),

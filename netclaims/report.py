@@ -49,11 +49,22 @@ def frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
     return df[[*FIELDS, *[c for c in df.columns if c not in FIELDS]]]
 
 
+def papers(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
+    """Prefix → title of the papers the records belong to: those declared in this process
+    (:data:`netclaims.claims.PAPERS`) in their order, then the others by prefix, titled by
+    their records' ``paper_title``."""
+    titles = {r["paper"]: r.get("paper_title") or r["paper"] for r in records}
+    order = [p for p in PAPERS if p in titles] + sorted(set(titles) - set(PAPERS))
+    return {p: PAPERS.get(p, titles[p]) for p in order}
+
+
 def _sorted(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    order = list(papers(records))
+
     def key(r: Mapping[str, Any]) -> tuple:
         number = str(r["id"]).partition("-")[2]
-        return (list(PAPERS).index(r["paper"]) if r["paper"] in PAPERS else 99,
-                int(number) if number.isdigit() else 0, str(r["arch"]))
+        return (order.index(r["paper"]), int(number) if number.isdigit() else 0,
+                str(r["arch"]))
     return sorted(records, key=key)
 
 
@@ -69,7 +80,7 @@ HEADERS = ["id", "arch", "statistic", "estimate [95% CI]", "n", "p", "needs", "v
 def terminal_table(records: Sequence[Mapping[str, Any]]) -> str:
     """The summary table, one block per paper."""
     blocks = []
-    for paper, title in PAPERS.items():
+    for paper, title in papers(records).items():
         rows = [r for r in records if r["paper"] == paper]
         if rows:
             blocks.append(f"{paper}: {title}\n" + tabulate(_rows(rows), HEADERS,
@@ -113,7 +124,7 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     records = report["records"]
     lines = ["# netclaims report", ""]
     lines += [f"- **{k}**: {v}" for k, v in _provenance_lines(report["provenance"])]
-    for paper, title in PAPERS.items():
+    for paper, title in papers(records).items():
         rows = [r for r in records if r["paper"] == paper]
         if not rows:
             continue
@@ -148,7 +159,7 @@ def render_html(report: Mapping[str, Any], base: Path | None = None) -> str:
               for k, v in _provenance_lines(report["provenance"])]
     parts.append("</table>")
     records = report["records"]
-    for paper, title in PAPERS.items():
+    for paper, title in papers(records).items():
         rows = [r for r in _sorted(records) if r["paper"] == paper]
         if not rows:
             continue

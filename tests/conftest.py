@@ -18,6 +18,21 @@ if not os.environ.get("CI"):
     settings.load_profile("dev")
 
 
+
+def _import_the_optimizers() -> None:
+    """pytester runs sessions in this process and then drops the modules they imported;
+    the optimizers' first step imports torch internals that register operator libraries,
+    which cannot be imported twice ("Only a single TORCH_LIBRARY…"). Import them here, once,
+    so a test file that runs sessions passes on its own too."""
+    weight = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([weight])
+    weight.sum().backward()
+    optimizer.step()
+
+
+_import_the_optimizers()
+
+
 class ConvNet(nn.Module):
     """1-D conv net in the single-directions style: conv/ReLU blocks, then dense layers."""
 

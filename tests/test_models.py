@@ -91,13 +91,13 @@ def test_user_architecture_by_module_and_callable(tmp_path, monkeypatch):
     model = models.create("user_nets:make_net", (1, 40), 10, width=0.5)
     assert model[1].out_features == 16
     assert models.stages_of(model).layers == ["2"]
-    with pytest.raises(RuntimeError, match=r"user_nets:broken' failed .* boom"):
+    with pytest.raises(models.FactoryError, match=r"user_nets:broken: the factory failed .* boom"):
         models.create("user_nets:broken", (1, 40), 10)
-    with pytest.raises(TypeError, match=r"not an nn\.Module"):
+    with pytest.raises(models.FactoryError, match=r"not an nn\.Module"):
         models.create("user_nets:not_a_module", (1, 40), 10)
     with pytest.raises(ValueError, match="cannot import module"):
         models.create("no_such_module_xyz:f", (1, 40), 10)
-    with pytest.raises(ValueError, match="takes width only"):
+    with pytest.raises(models.VariantUnavailable, match="takes no 'depth' knob"):
         models.create("user_nets:make_net", (1, 40), 10, depth=2.0)
 
 

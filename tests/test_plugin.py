@@ -47,9 +47,19 @@ def test_SD_5_no_verdict():
 '''
 
 
+PAPERS = '''
+from netclaims.claims import paper
+
+paper("SE", "Class selectivity in early epochs")
+paper("SD", "Reliance on single directions (Morcos et al. 2018)")
+paper("RD", "Training dynamics of representations")
+'''
+
+
 @pytest.fixture
 def claims_env(pytester, tmp_path, monkeypatch):
     monkeypatch.setenv("NETCLAIMS_STORE", str(tmp_path / "store"))
+    pytester.makeconftest(PAPERS)
     return pytester
 
 
@@ -66,8 +76,8 @@ def test_every_outcome(claims_env):
                  literal("SD-3 a finding: rho=-0.1 [-0.4,0.2] n=12 p=0.01, needs CI < 0 -> "
                          "INCONCLUSIVE"),
                  "*RuntimeError: the protocol broke*",
-                 "SKIPPED*test_claims.py*not applicable: RD-9 needs transformer; mlp has "
-                 "dense, stages*",
+                 "SKIPPED*test_claims.py*not applicable: RD-9 needs attention layers "
+                 "(nn.MultiheadAttention): mlp has none*",
                  "*claim SD-5 returned NoneType*"):
         result.stdout.fnmatch_lines([line])
     report = json.loads((claims_env.path / "netclaims-report" / "report.json").read_text())
@@ -270,11 +280,14 @@ def test_failing_factory_and_unit_less_model_give_clear_errors(claims_env):
     claims_env.syspathinsert()
     result = claims_env.runpytest("--netclaims-arch", "plugin_nets:broken",
                                   "--netclaims-arch", "plugin_nets:functional")
-    result.assert_outcomes(errors=2)
-    result.stdout.fnmatch_lines([
-        "*architecture factory 'plugin_nets:broken' failed*cannot build for this input*",
-        "*no nonlinearity modules to select automatically*",
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines([
+        "ERROR: netclaims preflight: architecture plugin_nets:broken: the factory failed*"
+        "cannot build for this input*Fix: *",
+        "ERROR: netclaims preflight: architecture plugin_nets:functional: no nonlinearity "
+        "module runs in its forward pass*Fix: use modules*",
     ])
+    assert not (claims_env.path.parent / "store").exists()  # nothing trained
 
 
 def test_usage_errors(claims_env):

@@ -8,8 +8,6 @@ stages (``netclaims_stages``) and their pre-activations (``netclaims_preactivati
 
 from __future__ import annotations
 
-import hashlib
-import importlib
 import inspect
 import math
 from collections.abc import Callable
@@ -24,6 +22,14 @@ from netclaims.models.architectures import (
     PatchTransformer,
     PreActResNet18,
     default_stages,
+)
+from netclaims.models.user import (
+    FactoryError,
+    VariantUnavailable,
+    build,
+    declared_knobs,
+    resolve_factory,
+    source_digest,
 )
 from netclaims.units import Stages, select_layers
 
@@ -56,41 +62,20 @@ def is_user_spec(name: str) -> bool:
     return ":" in name
 
 
-def resolve_user_factory(spec: str) -> Factory:
-    """Import ``module:callable``; errors say which part failed."""
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise ValueError(f"architecture {spec!r} must be 'module:callable'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise ValueError(f"architecture {spec!r}: cannot import module {module_name!r} "
-                         f"({err})") from err
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise ValueError(f"architecture {spec!r}: module {module_name!r} has no callable "
-                         f"{attr!r}")
-    return factory
-
-
-def source_digest(spec: str) -> str:
-    """Hash of the source file defining a user's factory, so that editing the architecture
-    changes the run keys of its trained models."""
-    factory = resolve_user_factory(spec)
-    try:
-        source = inspect.getsource(inspect.getmodule(factory))
-    except (OSError, TypeError):
-        source = repr(factory)
-    return hashlib.sha256(source.encode()).hexdigest()[:16]
-
-
-def default_batchnorm(name: str) -> bool:
-    """Whether architecture ``name`` uses batch norm unless told otherwise (a user's
-    architecture decides for itself: False)."""
+def default_batchnorm(name: str) -> bool | None:
+    """Whether architecture ``name`` uses batch norm unless told otherwise: the registry's
+    default, a user factory's ``batchnorm`` default, or None ("as the factory builds it")
+    for a user factory without that knob."""
     if is_user_spec(name):
-        return False
+        default = declared_knobs(resolve_factory(name)).get("batchnorm")
+        return default if isinstance(default, bool) else None
     factory = _factory(name)
     return bool(inspect.signature(factory).parameters["batchnorm"].default)
+
+
+def factory_of(name: str) -> Factory:
+    """The factory of a registered name or of a user's ``module:callable``."""
+    return resolve_factory(name) if is_user_spec(name) else _factory(name)
 
 
 def _factory(name: str) -> Factory:
@@ -150,9 +135,9 @@ def create(name: str, input_shape: tuple[int, ...], num_classes: int, *, width: 
     """Build registered model ``name`` for inputs of ``input_shape`` (without the batch axis)
     and ``num_classes`` outputs. ``batchnorm=None`` keeps the architecture's default.
 
-    ``name`` may also be a user's ``module:callable`` taking ``(input_shape, num_classes,
-    width=1.0)``; only ``width`` and ``init`` apply to it, and a factory that fails or returns
-    no ``nn.Module`` raises an error naming it.
+    ``name`` may also be a user's ``module:callable`` (see :mod:`netclaims.models.user`):
+    it gets the knobs it declares, generic variants for the others where they are sound,
+    and :class:`VariantUnavailable` where they are not.
     """
     if width <= 0 or depth <= 0:
         raise ValueError(f"width and depth must be > 0, got {width} and {depth}")
@@ -161,19 +146,8 @@ def create(name: str, input_shape: tuple[int, ...], num_classes: int, *, width: 
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     if is_user_spec(name):
-        if depth != 1.0 or dropout or batchnorm:
-            raise ValueError(f"architecture {name!r} is a user factory: it takes width only, "
-                             "not depth, dropout or batchnorm")
-        factory = resolve_user_factory(name)
-        try:
-            model = factory(tuple(input_shape), num_classes, width=width)
-        except Exception as err:
-            raise RuntimeError(f"architecture factory {name!r} failed for input shape "
-                               f"{tuple(input_shape)}, {num_classes} classes, width {width}: "
-                               f"{type(err).__name__}: {err}") from err
-        if not isinstance(model, nn.Module):
-            raise TypeError(f"architecture factory {name!r} returned "
-                            f"{type(model).__name__}, not an nn.Module")
+        model = build(name, tuple(input_shape), num_classes, width=width, depth=depth,
+                      batchnorm=batchnorm, dropout=dropout)
         return initialize(model, init)
     factory = _factory(name)
     kwargs = {"width": width, "depth": depth, "dropout": dropout}
@@ -191,5 +165,6 @@ def stages_of(model: nn.Module) -> Stages:
     return Stages.from_mapping(default_stages(select_layers(model, "auto")), model)
 
 
-__all__ = ["INITS", "available", "create", "default_batchnorm", "initialize", "is_user_spec",
-           "register", "resolve_user_factory", "source_digest", "stages_of"]
+__all__ = ["INITS", "FactoryError", "VariantUnavailable", "available", "create",
+           "default_batchnorm", "factory_of", "initialize", "is_user_spec", "register",
+           "resolve_factory", "source_digest", "stages_of"]

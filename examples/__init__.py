@@ -1,0 +1,1 @@
+"""Example architectures from outside the registry (see README, "Bringing an architecture")."""
