@@ -1,9 +1,10 @@
-"""The ``netclaims`` command: ``list``, ``report``, ``replication``, ``store ls`` and
-``store gc``."""
+"""The ``netclaims`` command: ``inspect``, ``list``, ``report``, ``replication``, ``store ls``
+and ``store gc``."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import re
 import shutil
@@ -13,7 +14,10 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+from netclaims import data as datasets
 from netclaims._io import write_text
+from netclaims.claims import ClaimInfo
+from netclaims.preflight import CAPABILITIES, PreflightError, preflight
 from netclaims.report import (
     baseline_key,
     estimate_text,
@@ -52,6 +56,50 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(f"no claims found in {args.claims} and no report at {args.report}")
         return 0
     print(tabulate(rows, ["id", "finding", "last report"], tablefmt="simple"))
+    return 0
+
+
+def claims_in(claims_dir: Path) -> list[ClaimInfo]:
+    """The claims declared by the ``test_*.py`` files of a folder (imported, not run)."""
+    infos = []
+    for path in sorted(claims_dir.glob("test_*.py")):
+        spec = importlib.util.spec_from_file_location(f"_netclaims_inspect_{path.stem}", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        infos += [fn.netclaims_claim for fn in vars(module).values()
+                  if hasattr(fn, "netclaims_claim")]
+    return infos
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """What the claims see of an architecture on a task: its unit layers, its capabilities,
+    and which claims run on it or are N/A and why (the session's preflight, without
+    training anything)."""
+    if "" not in sys.path and str(Path.cwd()) not in sys.path:
+        sys.path.insert(0, str(Path.cwd()))  # import module:callable from here, as pytest does
+    task = datasets.load(args.task)
+    try:
+        arch = preflight(args.spec, task)
+    except PreflightError as err:
+        print(f"netclaims inspect: {err}", file=sys.stderr)
+        return 4
+    print(f"{arch.name} on task {task.name} (input_shape {task.input_shape}, "
+          f"{task.num_classes} classes)\n")
+    print(tabulate([[u.name, u.stage, u.units, u.shape] for u in arch.layers],
+                   ["unit layer", "stage", "units", "activation (without batch)"],
+                   tablefmt="simple"))
+    reasons = dict(arch.missing)
+    offered = [[c, "yes" if c in arch.capabilities else f"no: {reasons.get(c, 'none found')}"]
+               for c in CAPABILITIES]
+    print("\n" + tabulate(offered, ["capability", "offered"], tablefmt="simple"))
+    claims_dir = Path(args.claims)
+    if claims_dir.is_dir():
+        rows = [[info.id, info.finding, arch.why_not(info.requires) or "runs"]
+                for info in claims_in(claims_dir)]
+        runs = sum(row[2] == "runs" for row in rows)
+        print(f"\nclaims in {claims_dir}: {runs} run, {len(rows) - runs} N/A\n")
+        print(tabulate(rows, ["id", "finding", "on this architecture"], tablefmt="simple",
+                       maxcolwidths=[None, 50, 70]))
     return 0
 
 
@@ -140,6 +188,12 @@ def cmd_store_gc(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="netclaims", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("inspect", help="an architecture's units, capabilities and claims")
+    p.add_argument("spec", help="a registered model name or module:callable")
+    p.add_argument("--task", default="mnist1d", choices=datasets.available(),
+                   help="dataset whose inputs it is built for (default: mnist1d)")
+    p.add_argument("--claims", default="claims", help="claims folder (default: claims)")
+    p.set_defaults(fn=cmd_inspect)
     p = sub.add_parser("list", help="the claims and their status in the last report")
     p.add_argument("--claims", default="claims", help="claims folder (default: claims)")
     p.add_argument("--report", default="netclaims-report/report.json")

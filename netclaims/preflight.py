@@ -21,16 +21,14 @@ from netclaims.models.user import FactoryError, declared_knobs, has_batchnorm
 from netclaims.units import Recorder, eval_mode
 
 CAPABILITIES: dict[str, str] = {
-    "stages": "unit layers (outputs of nonlinearity modules) grouped into stages",
+    "stages": "unit layers grouped into stages",
     "conv": "convolution layers",
     "dense": "fully connected layers",
     "transformer": "attention layers (nn.MultiheadAttention)",
-    "batchnorm": "a variant with batch norm (the net has BatchNorm layers or a 'batchnorm' "
-                 "knob)",
-    "width": "a 'width' knob (width multiplier) in its factory's signature",
-    "depth": "a 'depth' knob (depth multiplier) in its factory's signature",
-    "preactivations": "declared pre-activation modules (model.netclaims_preactivations = "
-                      "{unit layer: module before the nonlinearity})",
+    "batchnorm": "a variant with batch norm",
+    "width": "a 'width' knob",
+    "depth": "a 'depth' knob",
+    "preactivations": "declared pre-activations (model.netclaims_preactivations)",
     "feature_vectors": "inputs of shape (features,) (the teacher task)",
 }
 """What a claim may require of an architecture, and what each means."""
@@ -81,8 +79,8 @@ class Architecture:
         if not lacking:
             return None
         reasons = dict(self.missing)
-        return "; ".join(f"needs {CAPABILITIES.get(c, c)}: "
-                         f"{reasons.get(c, f'{self.name} has none')}" for c in lacking)
+        return "; ".join(f"needs {CAPABILITIES.get(c, c)} ({reasons.get(c, 'none found')})"
+                         for c in lacking)
 
     def check(self, requires: frozenset[str], claim_id: str) -> None:
         reason = self.why_not(requires)
@@ -148,13 +146,14 @@ def _unit_layers(name: str, model: nn.Module, x: torch.Tensor) -> tuple[UnitLaye
 
 
 def _try(name: str, **kwargs) -> str | None:
-    """Why building ``name`` with ``kwargs`` fails, or None."""
+    """Why building ``name`` with ``kwargs`` and running it fails (in short), or None."""
     try:
         model = models.create(name, **kwargs)
         with torch.no_grad(), eval_mode(model):
             model(torch.zeros(2, *kwargs["input_shape"]))
     except Exception as err:
-        return str(err).split("\n")[0]
+        text = str(err).split("\n")[0].removeprefix(f"{name}: ").split(". Fix:")[0]
+        return text if len(text) <= 120 else text[:117] + "..."
     return None
 
 
@@ -184,7 +183,7 @@ def preflight(name: str, data: Dataset) -> Architecture:
         if knob in knobs:
             found.add(knob)
         else:
-            missing[knob] = f"{name} takes no {knob!r} knob"
+            missing[knob] = "the factory takes none"
     if has_batchnorm(model) or "batchnorm" in knobs:
         why = None if has_batchnorm(model) else _try(name, input_shape=shape,
                                                      num_classes=classes, batchnorm=True)
@@ -193,15 +192,15 @@ def preflight(name: str, data: Dataset) -> Architecture:
         else:
             missing["batchnorm"] = why
     else:
-        missing["batchnorm"] = f"{name} has no BatchNorm layers and no 'batchnorm' knob"
+        missing["batchnorm"] = "the net has no BatchNorm layers and no 'batchnorm' knob"
     if getattr(model, "netclaims_preactivations", None):
         found.add("preactivations")
     else:
-        missing["preactivations"] = f"{name} does not declare netclaims_preactivations"
+        missing["preactivations"] = "the net declares none"
     why = _try(name, input_shape=FEATURE_VECTOR_SHAPE, num_classes=2)
     if why is None:
         found.add("feature_vectors")
     else:
-        missing["feature_vectors"] = f"{name} cannot take inputs of shape (10,): {why}"
+        missing["feature_vectors"] = f"on inputs of shape (10,): {why}"
     return Architecture(name, frozenset(found), tuple(sorted(missing.items())), data.name,
                         tuple(shape), layers)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -91,3 +92,25 @@ def test_bad_report_is_a_clear_error(tmp_path, capsys):
     assert "schema 99" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["nope"])
+
+
+def test_inspect_prints_units_capabilities_and_claims(tmp_path, capsys, monkeypatch):
+    claims = tmp_path / "claims"
+    claims.mkdir()
+    (claims / "test_mine.py").write_text(
+        "from netclaims.claims import claim, paper\n"
+        "paper('MY', \"My lab's findings\")\n"
+        "@claim('MY-1', finding='runs anywhere')\n"
+        "def test_MY_1(arch):\n    pass\n"
+        "@claim('MY-2', finding='needs width', requires=['width'])\n"
+        "def test_MY_2(arch):\n    pass\n")
+    monkeypatch.chdir(Path(__file__).parents[1])  # examples/ importable as from the repo
+    assert main(["inspect", "examples.architectures:basicblock_resnet", "--task", "digits",
+                 "--claims", str(claims)]) == 0
+    out = capsys.readouterr().out
+    assert "layer1.relu#1  intermediate       16" in out
+    assert "width            no: the factory takes none" in out
+    assert "claims in" in out and "1 run, 1 N/A" in out
+    assert "MY-2  needs width" in out and "needs a 'width' knob (the factory takes none)" in out
+    assert main(["inspect", "examples.architectures:cnn2d"]) == 4  # 2-D net on 1-D inputs
+    assert "a forward pass on a batch of shape" in capsys.readouterr().err

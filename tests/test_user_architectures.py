@@ -198,7 +198,7 @@ def test_a_claim_of_ones_own_paper_runs_and_is_reported(pytester, tmp_path, monk
     assert records["MY-1"]["verdict"] == "PASS" and records["MY-2"]["verdict"] == "N/A"
     assert records["MY-2"]["message"].startswith("not applicable: MY-2 needs a variant with "
                                                  "batch norm")
-    assert "mlp_dropout has no BatchNorm layers" in records["MY-2"]["message"]
+    assert "the net has no BatchNorm layers" in records["MY-2"]["message"]
     assert records["MY-1"]["paper_title"] == "My lab's findings"
     for name in ("report.md", "report.html"):
         text = (folder / name).read_text()
