@@ -168,6 +168,8 @@ def test_preflight_names_each_misfit(mnist1d, tmp_path, monkeypatch):
 
 
 OWN_CLAIM = '''
+import pytest
+
 from netclaims.claims import claim, paper
 from netclaims.stats import Estimate, Rule, judge
 
@@ -180,8 +182,13 @@ def test_MY_1_wider_is_better(arch):
                  Rule("greater"), finding="wider nets are more accurate")
 
 
+@pytest.fixture
+def bn_runs(arch, train_run):
+    return [train_run(arch, batchnorm=True, epochs=1)]
+
+
 @claim("MY-2", finding="needs batch norm", requires=["batchnorm"])
-def test_MY_2_needs_batchnorm(arch):
+def test_MY_2_needs_batchnorm(arch, bn_runs):
     raise AssertionError("must not run without batch norm")
 '''
 
@@ -200,6 +207,7 @@ def test_a_claim_of_ones_own_paper_runs_and_is_reported(pytester, tmp_path, monk
                                                  "batch norm")
     assert "the net has no BatchNorm layers" in records["MY-2"]["message"]
     assert records["MY-1"]["paper_title"] == "My lab's findings"
+    assert not list((tmp_path / "store").rglob("*.safetensors"))  # N/A before any training
     for name in ("report.md", "report.html"):
         text = (folder / name).read_text()
         assert "My lab&#x27;s findings" in text or "My lab's findings" in text
