@@ -128,6 +128,11 @@ def _settings(config: pytest.Config) -> Settings:
             baseline = load_baseline(baseline_path)
         except (OSError, ValueError) as err:
             raise pytest.UsageError(f"--netclaims-baseline {baseline_path}: {err}") from err
+    task = _task(config, scale)
+    if baseline is not None and baseline.task != task:
+        raise pytest.UsageError(f"--netclaims-baseline {baseline_path} was recorded on task "
+                                f"{baseline.task!r}; this session trains on {task!r}: compare "
+                                "with a baseline recorded on the same task")
     save = _option(config, "save-baseline")
     root = Path(config.rootpath)
     device = _option(config, "device") or SCALES[scale]["device"]
@@ -142,7 +147,7 @@ def _settings(config: pytest.Config) -> Settings:
         report_dir=root / (_option(config, "report") or "netclaims-report"),
         baseline=baseline, save_baseline=Path(save) if save else None,
         inconclusive=_option(config, "inconclusive") or "fail",
-        dataset=_task(config, scale))
+        dataset=task)
 
 
 def _task(config: pytest.Config, scale: str) -> str:
@@ -561,7 +566,7 @@ class Collector:
         runs = sorted({key for r in self.records for key in r.get("runs", [])})
         self.training = training_summary(Store(settings.store_path), runs, self.started)
         prov = {**provenance(settings.device), "git_commit": _git_commit(self.config.rootpath),
-                "scale": settings.scale, "seeds": settings.seeds,
+                "scale": settings.scale, "task": settings.dataset, "seeds": settings.seeds,
                 "architectures": settings.archs or list(DEFAULT_ARCHS),
                 "scaled_training": SCALES[settings.scale]["training"],
                 "command": _command_line(),

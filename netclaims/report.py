@@ -210,14 +210,17 @@ class Baseline:
 
     claims: dict[str, dict]
     numerics: dict[str, Any] | None
+    task: str = "mnist1d"
 
 
 def load_baseline(path: str | os.PathLike) -> Baseline:
     data = json.loads(Path(path).read_text())
     if data.get("schema") != SCHEMA_VERSION or "claims" not in data:
         raise ValueError(f"{path} is not a netclaims baseline (schema {SCHEMA_VERSION})")
-    return Baseline(claims=data["claims"],
-                    numerics=(data.get("provenance") or {}).get("numerics"))
+    provenance = data.get("provenance") or {}
+    # baselines recorded before tasks could be chosen were all recorded on MNIST-1D
+    return Baseline(claims=data["claims"], numerics=provenance.get("numerics"),
+                    task=provenance.get("task", "mnist1d"))
 
 
 # PASS and FAIL are the two decisions of a rule; INCONCLUSIVE lies between them.

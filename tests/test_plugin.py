@@ -297,6 +297,15 @@ def test_usage_errors(claims_env):
     result.stderr.fnmatch_lines(["*smoke scale needs at least 3 seeds*"])
     missing = claims_env.runpytest("--netclaims-baseline", "nope.json")
     missing.stderr.fnmatch_lines(["*--netclaims-baseline nope.json*"])
+    unknown = claims_env.runpytest("--netclaims-task", "imagenet")
+    assert unknown.ret == pytest.ExitCode.USAGE_ERROR
+    unknown.stderr.fnmatch_lines(["*--netclaims-task 'imagenet' is not a dataset*digits*"])
+    (claims_env.path / "old.json").write_text(json.dumps({"schema": 1, "claims": {}}))
+    other = claims_env.runpytest("--netclaims-task", "digits", "--netclaims-baseline",
+                                 "old.json")
+    assert other.ret == pytest.ExitCode.USAGE_ERROR
+    other.stderr.fnmatch_lines(["*old.json was recorded on task 'mnist1d'; this session "
+                                "trains on 'digits'*"])
 
 
 def test_options_settable_in_ini(claims_env):
