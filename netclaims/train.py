@@ -14,7 +14,7 @@ import hashlib
 import json
 import math
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -29,7 +29,7 @@ from netclaims import models
 from netclaims._io import atomic_path, write_json
 from netclaims.data.augment import AUGMENTATIONS, augment, default_augmentation
 from netclaims.metrics.selectivity import mean_class_selectivity
-from netclaims.units import reduce_spatial
+from netclaims.units import Recorder
 
 SPEC_FORMAT = 1
 """Bumped when the trainer's semantics change, so old store entries are not reused."""
@@ -277,8 +277,10 @@ def _selectivity_layers(model: nn.Module, params: dict[str, Any]) -> list[str]:
 
 
 def _selectivity_loss(ctx: RegularizerContext, params: dict[str, Any]) -> torch.Tensor:
-    # loss = CE - alpha * mean SI, so the term added per unit of alpha is -mean SI
-    return -mean_class_selectivity(ctx.activations, ctx.labels)
+    # loss = CE - alpha * mean SI, so the term added per unit of alpha is -mean SI (in float32
+    # also under mixed precision)
+    return -mean_class_selectivity({k: v.float() for k, v in ctx.activations.items()},
+                                   ctx.labels)
 
 
 register_regularizer("selectivity", _selectivity_layers, _selectivity_loss)
@@ -339,26 +341,6 @@ def _autocast(device: torch.device) -> Any:
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return torch.autocast("cpu", enabled=False)
-
-
-class _Capture:
-    """Forward hooks that keep layer outputs *with* gradients, spatially mean-reduced."""
-
-    def __init__(self, model: nn.Module, layers: Sequence[str]) -> None:
-        modules = dict(model.named_modules())
-        self.outputs: dict[str, torch.Tensor] = {}
-        self.handles = [modules[name].register_forward_hook(self._hook(name))
-                        for name in layers]
-
-    def _hook(self, name: str) -> Callable:
-        def hook(module: nn.Module, _inputs: tuple, output: torch.Tensor) -> None:
-            axis = getattr(module, "netclaims_unit_axis", 1) % output.ndim
-            self.outputs[name] = reduce_spatial(output.float(), "mean", axis)
-        return hook
-
-    def remove(self) -> None:
-        for handle in self.handles:
-            handle.remove()
 
 
 def checkpoint_name(epoch: int | None = None, step: int | None = None) -> str:
@@ -517,9 +499,11 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
         gen = torch.Generator().manual_seed(_epoch_seed(spec.seed, epoch))
         order = torch.randperm(n, generator=gen)
         active = [r for r in spec.regularizers if r.active(epoch)]
-        capture = _Capture(model, reg_layers) if active else None
+        # the regularizers read the unit layers' outputs, with their gradients
+        capture = Recorder(model, reg_layers, to_cpu=False, keep=False, detach=False) \
+            if active else contextlib.nullcontext()
         model.train()
-        try:
+        with capture:
             for start in range(0, n, spec.batch_size):
                 idx = order[start:start + spec.batch_size]
                 xb, yb = x_train[idx], y_train[idx]
@@ -529,8 +513,9 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
                 with _autocast(dev):
                     logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb)
+                outputs = capture.pop_batch() if active else {}
                 for reg in active:
-                    ctx = RegularizerContext(model, xb, yb, logits, capture.outputs, epoch)
+                    ctx = RegularizerContext(model, xb, yb, logits, outputs, epoch)
                     loss = loss + reg.alpha * _REGULARIZERS[reg.name][1](ctx, reg.options)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"{spec.label}: the training loss became "
@@ -542,9 +527,6 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
                 if state.step in spec.checkpoint_steps:
                     save_weights(model, workdir / "checkpoints"
                                  / f"{checkpoint_name(step=state.step)}.safetensors")
-        finally:
-            if capture is not None:
-                capture.remove()
         state.epoch = epoch
         seconds = time.perf_counter() - started
         state.seconds += seconds

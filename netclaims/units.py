@@ -317,15 +317,17 @@ class Recorder(_Hooks):
     Use as a context manager; each forward pass inside adds one batch per layer, which
     :meth:`pop_batch` hands over (for streaming) or :attr:`activations` concatenates. A module
     called several times per forward is recorded once per call, under ``name#0``, ``name#1``…
-    (a module called once keeps its plain name). Recorded tensors are detached copies, reduced
-    over space by ``reduce`` (``mean``, ``max`` or ``none``; one value or a per-layer dict).
-    With ``keep=False`` batches handed over by :meth:`pop_batch` are not retained (streaming).
-    Hooks are removed on exit, also when the forward raised.
+    (a module called once keeps its plain name; a call asked for as ``name#k`` keeps that
+    name). Recorded tensors are detached copies (with ``detach=False``, copies that keep
+    their gradients, for a loss on activations), reduced over space by ``reduce`` (``mean``,
+    ``max`` or ``none``; one value or a per-layer dict). With ``keep=False`` batches handed
+    over by :meth:`pop_batch` are not retained (streaming). Hooks are removed on exit, also
+    when the forward raised.
     """
 
     def __init__(self, model: nn.Module, layers: Sequence[str],
                  *, reduce: str | Mapping[str, str] = "mean", to_cpu: bool = True,
-                 keep: bool = True) -> None:
+                 keep: bool = True, detach: bool = True) -> None:
         self.model = model
         self.layers = list(layers)
         if not self.layers:
@@ -339,6 +341,7 @@ class Recorder(_Hooks):
                              for n in self.modules}
         self.to_cpu = to_cpu
         self.keep = keep
+        self.detach = detach
         self._batch: dict[tuple[str, int], torch.Tensor] = {}
         self._store: dict[str, list[torch.Tensor]] = {}
         super().__init__()
@@ -350,7 +353,9 @@ class Recorder(_Hooks):
             wanted = self.wanted_calls[name]
             if None not in wanted and call not in wanted:
                 return
-            out = _as_output_tensor(output, name).detach()
+            out = _as_output_tensor(output, name)
+            if self.detach:
+                out = out.detach()
             reduced = reduce_spatial(out, self.reduce[name], _unit_axis(module, out.ndim))
             if reduced.data_ptr() == out.data_ptr():
                 reduced = reduced.clone()  # the model may modify its tensor in place later
@@ -364,7 +369,8 @@ class Recorder(_Hooks):
             calls[name] = max(calls.get(name, 0), call + 1)
         batch = {}
         for (name, call), t in self._batch.items():
-            key = name if calls[name] == 1 and call == 0 else f"{name}{CALL_SEPARATOR}{call}"
+            plain = None in self.wanted_calls[name] and calls[name] == 1 and call == 0
+            key = name if plain else f"{name}{CALL_SEPARATOR}{call}"
             batch[key] = t
         self._batch = {}
         if self.keep:

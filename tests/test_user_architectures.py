@@ -212,3 +212,23 @@ def test_a_claim_of_ones_own_paper_runs_and_is_reported(pytester, tmp_path, monk
         text = (folder / name).read_text()
         assert "My lab&#x27;s findings" in text or "My lab's findings" in text
         assert "MY-1" in text and "MY-2" in text
+
+
+def test_a_single_call_of_a_reused_module_is_named_as_asked(digits):
+    from netclaims.units import unit_counts
+
+    model = models.create(f"{EXAMPLES}:basicblock_resnet", (1, 8, 8), 10)
+    x = digits.x_test[:4]
+    assert unit_counts(model, ["layer1.relu#0", "layer2.relu#1"], x) == {
+        "layer1.relu#0": 16, "layer2.relu#1": 32}
+    assert set(collect(model, x, ["layer1.relu#1"])) == {"layer1.relu#1"}
+
+
+def test_the_selectivity_regularizer_trains_on_per_call_layers(tmp_path):
+    from netclaims.store import Store
+
+    spec = RunSpec(model=f"{EXAMPLES}:basicblock_resnet", dataset="digits", epochs=1,
+                   dataset_options={"train_size": 100}, evaluate="checkpoints",
+                   regularizers=[{"name": "selectivity", "alpha": 1.0}])
+    run = Store(tmp_path).run(spec, device="cpu")
+    assert run.history["epoch"].iloc[-1] == 1
