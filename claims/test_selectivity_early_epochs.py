@@ -38,6 +38,8 @@ from netclaims.units import collect
 
 paper("SE", "Class selectivity in early epochs")
 
+SE_NEEDS = ("stages", "three_stages")
+"""The protocol reads early, intermediate and late stages."""
 EPOCHS = {"smoke": 20, "paper": 40}
 START_EPOCHS = (0, 1, 2, 3, 4, 5)
 OFF_AFTER = 4
@@ -221,7 +223,7 @@ def _accuracy_figure(se_runs, arch, save_figure):
 
 
 @claim("SE-1", finding="early and intermediate selectivity rises in the first epochs, then "
-       "recedes", requires=["stages"])
+       "recedes", requires=SE_NEEDS)
 def test_SE_1_selectivity_peaks_early_then_recedes(arch, se_runs, save_figure):
     """(peak − final) / final mean SI > 0 with peak ≥ 1.1 × final, for the early and the
     intermediate stage (paper Fig. 2; the peak searched in the first 20% of training).
@@ -244,7 +246,7 @@ def test_SE_1_selectivity_peaks_early_then_recedes(arch, se_runs, save_figure):
                               "then recedes")
 
 
-@claim("SE-2", finding="the late stage shows no comparable decline", requires=["stages"])
+@claim("SE-2", finding="the late stage shows no comparable decline", requires=SE_NEEDS)
 def test_SE_2_late_stage_does_not_decline(arch, se_runs):
     """(peak − final)/peak of the late stage minus the mean of the same for the early and
     intermediate stages < 0 (paper Fig. 2).
@@ -265,7 +267,7 @@ def test_SE_2_late_stage_does_not_decline(arch, se_runs):
                       finding="the late stage shows no comparable decline")
 
 
-@claim("SE-3", finding="selectivity settles late > intermediate > early", requires=["stages"])
+@claim("SE-3", finding="selectivity settles late > intermediate > early", requires=SE_NEEDS)
 def test_SE_3_selectivity_settles_by_depth(arch, se_runs):
     """Spearman ρ(stage depth, final mean SI) > 0, ρ ≥ 0.5 (paper Fig. 2).
 
@@ -297,7 +299,7 @@ def _final_auc_gap(se_runs, group: str) -> list[float]:
 
 
 @claim("SE-4", finding="selective-first ablation of early/intermediate units hurts less than "
-       "random", requires=["stages"])
+       "random", requires=SE_NEEDS)
 def test_SE_4_selective_ablation_milder_early_stages(arch, se_runs):
     """AUC(selective order) − AUC(random order) > 0 for the early and intermediate units of a
     trained net (paper Fig. 4).
@@ -316,7 +318,7 @@ def test_SE_4_selective_ablation_milder_early_stages(arch, se_runs):
 
 
 @claim("SE-5", finding="in the late stage selective-first ablation hurts more than random",
-       requires=["stages"])
+       requires=SE_NEEDS)
 def test_SE_5_selective_ablation_harsher_late_stage(arch, se_runs):
     """AUC(selective order) − AUC(random order) < 0 for the late stage (paper Fig. 4).
 
@@ -355,7 +357,7 @@ def _ablation_figure(se_runs, arch, save_figure):
 
 
 @claim("SE-6", finding="selective-first ablation is more damaging early in training",
-       requires=["stages"])
+       requires=SE_NEEDS)
 def test_SE_6_selective_ablation_damage_falls_over_training(arch, se_runs, save_figure):
     """Slope of the selective-order ablation AUC of early and intermediate units over the
     checkpoints of an early window > 0 (paper Fig. 5).
@@ -374,7 +376,7 @@ def test_SE_6_selective_ablation_damage_falls_over_training(arch, se_runs, save_
 
 
 @claim("SE-7", finding="random-order ablation damage is roughly constant over training",
-       requires=["stages"])
+       requires=SE_NEEDS)
 def test_SE_7_random_ablation_damage_constant(arch, se_runs):
     """|slope of the random-order AUC| / |slope of the selective-order AUC| < 1, same window
     and units as SE-6 (paper Fig. 5).
@@ -395,7 +397,7 @@ def test_SE_7_random_ablation_damage_constant(arch, se_runs):
 
 
 @claim("SE-8", finding="early and late representations are more similar in the first epochs",
-       requires=["stages"])
+       requires=SE_NEEDS)
 def test_SE_8_early_late_similarity_falls(arch, se_runs, save_figure):
     """Mean CKA(early stage, late stage) over the first checkpoints minus over the last ones
     > 0 (paper Fig. 7).
@@ -441,7 +443,7 @@ def _peak_epoch(se_runs) -> int:
 
 
 @claim("SE-9", finding="regularizing against selectivity from epoch 0 impairs accuracy more "
-       "than from the peak", requires=["stages"])
+       "than from the peak", requires=SE_NEEDS)
 def test_SE_9_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
     """Final test accuracy(regularizer on from the selectivity peak) − (on from epoch 0) > 0,
     at least 1 point (paper Fig. 6: α = −20, on from epoch 5 vs 0).
@@ -462,7 +464,7 @@ def test_SE_9_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
 
 
 @claim("SE-10", finding="switching the regularizer on at any epoch after the first performs "
-       "about as well as at the peak", requires=["stages"])
+       "about as well as at the peak", requires=SE_NEEDS)
 def test_SE_10_first_epoch_is_the_critical_period(arch, se_runs):
     """(max − min final accuracy over start epochs 1…5) − the SE-9 gap < 0 (paper Fig. 8:
     the critical period is the first epoch).
@@ -486,7 +488,7 @@ def test_SE_10_first_epoch_is_the_critical_period(arch, se_runs):
 
 
 @claim("SE-11", finding="regularizing in favour of selectivity early does not improve "
-       "accuracy", requires=["stages"])
+       "accuracy", requires=SE_NEEDS)
 def test_SE_11_more_selectivity_early_does_not_help(arch, se_runs):
     """Final accuracy(α > 0 for the first 4 epochs) − accuracy(unregularized) ≤ 0 with the
     CI's upper bound below +0.5 points (paper Fig. 13-14).
@@ -504,7 +506,7 @@ def test_SE_11_more_selectivity_early_does_not_help(arch, se_runs):
 
 
 @claim("SE-12", finding="the regularizer suppresses selectivity in the regularized stages",
-       requires=["stages"])
+       requires=SE_NEEDS)
 def test_SE_12_regularizer_suppresses_selectivity(arch, se_runs, save_figure):
     """Mean SI of the regularized stages, regularized from epoch 0 − unregularized, at the
     peak epoch < 0 (paper Fig. 6).
@@ -528,7 +530,7 @@ def test_SE_12_regularizer_suppresses_selectivity(arch, se_runs, save_figure):
 
 
 @claim("SE-13", finding="regularizing from epoch 0 over-represents some classes early",
-       requires=["stages"])
+       requires=SE_NEEDS)
 def test_SE_13_regularizer_skews_early_predictions(arch, se_runs):
     """Mean count of the 5 most predicted classes on held-out data, regularized from epoch 0
     − unregularized, over the first epochs > 0 (paper Fig. 9).
@@ -551,7 +553,7 @@ def test_SE_13_regularizer_skews_early_predictions(arch, se_runs):
 
 
 @claim("SE-14", finding="switched off after the first epochs the model recovers; kept on it "
-       "does not", requires=["stages"])
+       "does not", requires=SE_NEEDS)
 def test_SE_14_recovery_after_switching_off(arch, se_runs):
     """Final accuracy(on at epoch 0, off after 4 epochs) − (on at epoch 0, kept on) > 0
     (paper Fig. 15).

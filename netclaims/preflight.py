@@ -22,6 +22,7 @@ from netclaims.units import Recorder, eval_mode
 
 CAPABILITIES: dict[str, str] = {
     "stages": "unit layers grouped into stages",
+    "three_stages": "early, intermediate and late stages (at least three unit layers)",
     "conv": "convolution layers",
     "dense": "fully connected layers",
     "transformer": "attention layers (nn.MultiheadAttention)",
@@ -173,12 +174,17 @@ def preflight(name: str, data: Dataset) -> Architecture:
     _forward(name, model, x, classes, data.name)
     layers = _unit_layers(name, model, x)
     found = {"stages"}
+    stage_names = {layer.stage for layer in layers}
+    if {"early", "intermediate", "late"} <= stage_names:
+        found.add("three_stages")
     kinds = {"conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d), "dense": (nn.Linear,),
              "transformer": (nn.MultiheadAttention,)}
     for capability, types_ in kinds.items():
         if any(isinstance(m, types_) for m in model.modules()):
             found.add(capability)
     missing: dict[str, str] = {}
+    if "three_stages" not in found:
+        missing["three_stages"] = f"its stages are {sorted(stage_names)}"
     for knob in ("width", "depth"):
         if knob in knobs:
             found.add(knob)

@@ -38,7 +38,7 @@ def test_the_five_examples_pass_preflight_with_what_they_offer(mnist1d, digits):
         "mlp_dropout": (mnist1d, {"feature_vectors"}, {"batchnorm", "width", "conv"}),
         "cnn2d": (digits, {"width", "conv"}, {"batchnorm", "depth"}),
         "basicblock_resnet": (digits, {"batchnorm", "conv"}, {"width", "depth"}),
-        "small_vit": (digits, {"transformer"}, {"batchnorm", "width"}),
+        "small_vit": (digits, {"transformer"}, {"batchnorm", "width", "three_stages"}),
     }
     for name, (task, has, lacks) in expected.items():
         arch = preflight(f"{EXAMPLES}:{name}", task)
