@@ -70,10 +70,6 @@ class Architecture:
     def __str__(self) -> str:
         return self.name
 
-    @property
-    def is_user(self) -> bool:
-        return models.is_user_spec(self.name)
-
     def why_not(self, requires: frozenset[str]) -> str | None:
         """Why a claim needing ``requires`` cannot run here, or None."""
         lacking = sorted(requires - self.capabilities)
@@ -82,11 +78,6 @@ class Architecture:
         reasons = dict(self.missing)
         return "; ".join(f"needs {CAPABILITIES.get(c, c)} ({reasons.get(c, 'none found')})"
                          for c in lacking)
-
-    def check(self, requires: frozenset[str], claim_id: str) -> None:
-        reason = self.why_not(requires)
-        if reason is not None:
-            raise NotApplicable(f"{claim_id} {reason}")
 
 
 def _fail(name: str, problem: str, fix: str) -> PreflightError:

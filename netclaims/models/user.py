@@ -40,6 +40,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from netclaims.models.architectures import default_stages
+from netclaims.units import NONLINEARITIES
+
 KNOBS = ("width", "depth", "batchnorm", "dropout")
 BATCHNORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.BatchNorm3d, nn.SyncBatchNorm)
 WEIGHTED = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -150,9 +153,6 @@ def build(spec: str, input_shape: tuple[int, ...], num_classes: int, *, width: f
 def resolve_units(model: nn.Module, input_shape: tuple[int, ...], spec: str) -> None:
     """Give ``model`` its ``netclaims_stages`` (unless declared) and unit axes, from one
     forward pass on zeros of ``input_shape``."""
-    from netclaims.models.architectures import default_stages
-    from netclaims.units import NONLINEARITIES
-
     calls: list[tuple[str, nn.Module, torch.Tensor | None]] = []
     handles = [module.register_forward_hook(
         lambda m, _i, out, name=name: calls.append(
