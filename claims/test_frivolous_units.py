@@ -43,7 +43,7 @@ from netclaims.metrics import (
     widen_last_hidden,
     width_gain,
 )
-from netclaims.stats import Rule, judge
+from netclaims.stats import Evidence, Rule
 from netclaims.units import collect
 
 paper("FU", "Frivolous units (Casper et al. 2021)")
@@ -191,8 +191,9 @@ def _gain_figure(panels: dict[str, WidthSeries], measures: Sequence[str], title:
 
 
 @claim("FU-1", finding="test accuracy does not degrade as width grows",
+       rule=Rule("greater", reference=-1.0, min_effect=0.0, inclusive=True),
        requires=["stages", "width"])
-def test_FU_1_accuracy_does_not_degrade_with_width(arch, width_series, save_figure):
+def test_accuracy_does_not_degrade_with_width(arch, width_series, save_figure):
     """accuracy(4x) − accuracy(¼x) ≥ 0, CI lower bound ≥ −1 point (paper Fig. 1).
 
     Scaled protocol: the plain width series; final test accuracy (full MNIST-1D test set) in
@@ -207,41 +208,37 @@ def test_FU_1_accuracy_does_not_degrade_with_width(arch, width_series, save_figu
     save_figure(fig, "accuracy-by-width")
     est = replace(stats.mean_difference(acc[:, -1], acc[:, 0], paired=True),
                   statistic="accuracy(4x) - accuracy(1/4x), points")
-    return judge("FU-1", est, Rule("greater", reference=-1.0, min_effect=0.0, inclusive=True),
-                 finding="test accuracy does not degrade as width grows",
-                 details={"accuracy_by_width": acc.mean(0).tolist()})
+    return Evidence(est, {"accuracy_by_width": acc.mean(0).tolist()})
 
 
-def _gain_claim(cid: str, finding: str, arch, width_series, save_figure, measure: str,
-                rule: Rule):
+def _plain_gain(cid: str, arch, width_series, save_figure, measure: str) -> Evidence:
+    """g(measure) of the plain width series, with the counts by width kept."""
     series = width_series(PLAIN)["plain"]
     save_figure(_gain_figure({"plain": series}, ("prunable", "redundant", "non-prunable"),
                              f"{cid} frivolous units by width, {arch}"), "gains")
-    return judge(cid, _gain_estimate(series, measure, f"g({measure})"), rule, finding=finding,
-                 details={f"mean_{measure}": series.values[measure].mean(0).tolist()})
+    return Evidence(_gain_estimate(series, measure, f"g({measure})"),
+                    {f"mean_{measure}": series.values[measure].mean(0).tolist()})
 
 
-@claim("FU-2", finding="prunable units outpace width growth", requires=["stages", "width"])
-def test_FU_2_prunable_units_outpace_width(arch, width_series, save_figure):
+@claim("FU-2", finding="prunable units outpace width growth",
+       rule=Rule("greater", reference=2.0), requires=["stages", "width"])
+def test_prunable_units_outpace_width(arch, width_series, save_figure):
     """g(prunable) > 2 (paper Fig. 3a, 4)."""
-    return _gain_claim("FU-2", "prunable units outpace width growth", arch, width_series,
-                       save_figure, "prunable", Rule("greater", reference=2.0))
+    return _plain_gain("FU-2", arch, width_series, save_figure, "prunable")
 
 
 @claim("FU-3", finding="redundant units outpace or keep pace with width growth",
-       requires=["stages", "width"])
-def test_FU_3_redundant_units_keep_pace_with_width(arch, width_series, save_figure):
+       rule=Rule("greater", reference=2.0, inclusive=True), requires=["stages", "width"])
+def test_redundant_units_keep_pace_with_width(arch, width_series, save_figure):
     """g(redundant) ≥ 2 (paper Fig. 3b, 4)."""
-    return _gain_claim("FU-3", "redundant units outpace or keep pace with width growth", arch,
-                       width_series, save_figure, "redundant",
-                       Rule("greater", reference=2.0, inclusive=True))
+    return _plain_gain("FU-3", arch, width_series, save_figure, "redundant")
 
 
-@claim("FU-4", finding="non-prunable units grow slower than width", requires=["stages", "width"])
-def test_FU_4_non_prunable_units_grow_slower(arch, width_series, save_figure):
+@claim("FU-4", finding="non-prunable units grow slower than width",
+       rule=Rule("less", reference=2.0), requires=["stages", "width"])
+def test_non_prunable_units_grow_slower(arch, width_series, save_figure):
     """g(non-prunable) < 2 (paper appendix: non-frivolous units less-than-double)."""
-    return _gain_claim("FU-4", "non-prunable units grow slower than width", arch, width_series,
-                       save_figure, "non-prunable", Rule("less", reference=2.0))
+    return _plain_gain("FU-4", arch, width_series, save_figure, "non-prunable")
 
 
 def _frivolous_gain(series: WidthSeries, idx: np.ndarray) -> float:
@@ -250,8 +247,8 @@ def _frivolous_gain(series: WidthSeries, idx: np.ndarray) -> float:
 
 
 @claim("FU-5", finding="frivolous units also proliferate in nets trained on random labels",
-       requires=["stages", "width"])
-def test_FU_5_frivolous_units_with_random_labels(arch, width_series, save_figure):
+       rule=Rule("greater", reference=2.0), requires=["stages", "width"])
+def test_frivolous_units_with_random_labels(arch, width_series, save_figure):
     """g(prunable or redundant) with random labels > 2 (paper Fig. 4a).
 
     Scaled protocol: the width series trained on fully shuffled labels of the small task
@@ -265,15 +262,13 @@ def test_FU_5_frivolous_units_with_random_labels(arch, width_series, save_figure
                 "random-label-gains")
     est = stats.resampled(lambda idx: _frivolous_gain(random, idx), random.seeds,
                           name="g(prunable or redundant), random labels")
-    return judge("FU-5", est, Rule("greater", reference=2.0),
-                 finding="frivolous units also proliferate in nets trained on random labels",
-                 details={"g_prunable": random.gain("prunable"),
+    return Evidence(est, {"g_prunable": random.gain("prunable"),
                           "g_redundant": random.gain("redundant")})
 
 
 @claim("FU-6", finding="explicit regularizers change the trends only modestly",
-       requires=["stages", "width"])
-def test_FU_6_regularizers_change_trends_modestly(arch, width_series, save_figure):
+       rule=Rule("less", reference=0.5), requires=["stages", "width"])
+def test_regularizers_change_trends_modestly(arch, width_series, save_figure):
     """max over regularizers and measures of |g(regularized) − g(plain)| / g(plain) < 0.5
     (paper Fig. 4b: AlexNets with augmentation, dropout or weight decay).
 
@@ -296,15 +291,13 @@ def test_FU_6_regularizers_change_trends_modestly(arch, width_series, save_figur
                              f"FU-6 regularizers, {arch}"), "regularizer-gains")
     est = stats.resampled(largest_change, plain.seeds,
                           name="max |g(regularized) - g(plain)| / g(plain)")
-    return judge("FU-6", est, Rule("less", reference=0.5),
-                 finding="explicit regularizers change the trends only modestly",
-                 details={name: {m: s.gain(m) for m in ("prunable", "redundant")}
+    return Evidence(est, {name: {m: s.gain(m) for m in ("prunable", "redundant")}
                           for name, s in {"plain": plain, **regularized}.items()})
 
 
 @claim("FU-7", finding="initialization variance trades prunable against redundant units",
-       requires=["stages", "width"])
-def test_FU_7_initialization_trades_prunable_for_redundant(arch, width_series, save_figure):
+       rule=Rule("less", reference=0.0), requires=["stages", "width"])
+def test_initialization_trades_prunable_for_redundant(arch, width_series, save_figure):
     """Δg_prunable and Δg_redundant of opposite signs between the high-variance (He) and
     the low-variance (Glorot, LeCun) initializations (paper Fig. 2, 4c).
 
@@ -328,15 +321,14 @@ def test_FU_7_initialization_trades_prunable_for_redundant(arch, width_series, s
                              f"FU-7 initializations, {arch}"), "initialization-gains")
     est = stats.resampled(product, series[high].seeds,
                           name="max over low inits of dg_prunable * dg_redundant")
-    return judge("FU-7", est, Rule("less", reference=0.0),
-                 finding="initialization variance trades prunable against redundant units",
-                 details={init: {m: s.gain(m) for m in ("prunable", "redundant")}
+    return Evidence(est, {init: {m: s.gain(m) for m in ("prunable", "redundant")}
                           for init, s in series.items()})
 
 
 @claim("FU-8", finding="frivolous units emerge on uncorrelated data labelled by a random "
-                       "teacher", requires=["stages", "width", "feature_vectors"])
-def test_FU_8_frivolous_units_on_teacher_data(arch, width_series, save_figure):
+                       "teacher",
+       rule=Rule("greater", reference=2.0), requires=["stages", "width", "feature_vectors"])
+def test_frivolous_units_on_teacher_data(arch, width_series, save_figure):
     """g(prunable or redundant) on the teacher task > 2 for each input dimension (paper
     Fig. 4d: MLPs on 1000 Gaussian inputs of 10 and 10,000 dimensions, binary labels from a
     random teacher MLP a quarter of the 1x size).
@@ -354,10 +346,7 @@ def test_FU_8_frivolous_units_on_teacher_data(arch, width_series, save_figure):
     seeds = next(iter(series.values())).seeds
     est = stats.resampled(lambda idx: min(_frivolous_gain(s, idx) for s in series.values()),
                           seeds, name="min over dims of g(prunable or redundant)")
-    return judge("FU-8", est, Rule("greater", reference=2.0),
-                 finding="frivolous units emerge on uncorrelated data labelled by a random "
-                         "teacher",
-                 details={d: {m: s.gain(m) for m in ("prunable", "redundant")}
+    return Evidence(est, {d: {m: s.gain(m) for m in ("prunable", "redundant")}
                           for d, s in series.items()})
 
 
@@ -405,9 +394,9 @@ def _layer_profile(hidden, output, features: torch.Tensor, seed: int) -> dict[st
 
 @claim("FU-9", finding="prunability and redundancy are distinct: the paper's three "
                        "constructions keep the function and move them as stated",
-       requires=["stages", "width"])
-def test_FU_9_constructions_separate_prunability_and_redundancy(arch, train_runs, seeds,
-                                                                 small_task):
+       rule=Rule("greater", reference=1.0, inclusive=True), requires=["stages", "width"])
+def test_constructions_separate_prunability_and_redundancy(arch, train_runs, seeds,
+                                                           small_task):
     """Exact checks of the paper's section 3 on trained nets. The last hidden layer of each
     trained 1x net is doubled (i) with duplicates and zero outgoing weights, (ii) with
     independent extra units (random incoming directions, biases at the median pre-activation
@@ -455,7 +444,4 @@ def test_FU_9_constructions_separate_prunability_and_redundancy(arch, train_runs
     share = float(np.mean(held))
     est = stats.Estimate("share of construction checks that hold", share, share, share,
                          len(held), None, "exact checks, no sampling")
-    return judge("FU-9", est, Rule("greater", reference=1.0, inclusive=True),
-                 finding="prunability and redundancy are distinct: the paper's three "
-                         "constructions keep the function and move them as stated",
-                 details={"checks": checks})
+    return Evidence(est, {"checks": checks})

@@ -40,7 +40,7 @@ from netclaims.metrics import (
     group_taus,
     random_sharpness,
 )
-from netclaims.stats import Rule, judge
+from netclaims.stats import Evidence, Rule
 from netclaims.units import collect
 
 paper("IC", "Intraclass clustering (Carbonnelle & De Vleeschouwer 2021)")
@@ -279,58 +279,58 @@ def _scatter_figure(frame: pd.DataFrame, arch):
     return fig
 
 
-def _tau_claim(cid: str, finding: str, measure: str, zoo: pd.DataFrame, arch, save_figure):
+PREDICTS_GENERALIZATION = Rule("greater", min_effect=0.3)
+"""IC-1…IC-4, IC-9: the granulated τ of the measure with test accuracy > 0 and ≥ 0.3."""
+
+
+def _granulated_tau(measure: str, zoo: pd.DataFrame, arch, save_figure) -> Evidence:
+    """Granulated τ(measure, test accuracy) over the zoo, with the per-axis ψ kept."""
     save_figure(_table_figure(zoo, arch), "tau-table")
     save_figure(_scatter_figure(zoo, arch), "measures-vs-accuracy")
-    return judge(cid, tau_estimate(zoo, measure), Rule("greater", min_effect=0.3),
-                 finding=finding,
-                 details={"psi": {a: (float(np.mean(t)) if t else None) for a, t in
-                                  group_taus(zoo, measure, "test_acc", list(AXES)).items()}})
+    return Evidence(tau_estimate(zoo, measure),
+                    {"psi": {a: (float(np.mean(t)) if t else None) for a, t in
+                             group_taus(zoo, measure, "test_acc", list(AXES)).items()}})
 
 
 @claim("IC-1", finding="c1 (neuron-level subclass selectivity) predicts generalization",
-       requires=ZOO_NEEDS)
-def test_IC_1_c1_predicts_generalization(arch, zoo, save_figure):
+       rule=PREDICTS_GENERALIZATION, requires=ZOO_NEEDS)
+def test_c1_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c1, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
-    return _tau_claim("IC-1", "c1 (neuron-level subclass selectivity) predicts generalization",
-                      "c1", zoo, arch, save_figure)
+    return _granulated_tau("c1", zoo, arch, save_figure)
 
 
 @claim("IC-2", finding="c2 (layer-level silhouette of subclasses) predicts generalization",
-       requires=ZOO_NEEDS)
-def test_IC_2_c2_predicts_generalization(arch, zoo, save_figure):
+       rule=PREDICTS_GENERALIZATION, requires=ZOO_NEEDS)
+def test_c2_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c2, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
-    return _tau_claim("IC-2", "c2 (layer-level silhouette of subclasses) predicts "
-                      "generalization", "c2", zoo, arch, save_figure)
+    return _granulated_tau("c2", zoo, arch, save_figure)
 
 
 @claim("IC-3", finding="c3 (neuron-level class/data std ratio) predicts generalization",
-       requires=ZOO_NEEDS)
-def test_IC_3_c3_predicts_generalization(arch, zoo, save_figure):
+       rule=PREDICTS_GENERALIZATION, requires=ZOO_NEEDS)
+def test_c3_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c3, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
-    return _tau_claim("IC-3", "c3 (neuron-level class/data std ratio) predicts "
-                      "generalization", "c3", zoo, arch, save_figure)
+    return _granulated_tau("c3", zoo, arch, save_figure)
 
 
 @claim("IC-4", finding="c4 (layer-level std of cosine distances ratio) predicts "
-                       "generalization", requires=ZOO_NEEDS)
-def test_IC_4_c4_predicts_generalization(arch, zoo, save_figure):
+                       "generalization", rule=PREDICTS_GENERALIZATION,
+       requires=ZOO_NEEDS)
+def test_c4_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c4, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
-    return _tau_claim("IC-4", "c4 (layer-level std of cosine distances ratio) predicts "
-                      "generalization", "c4", zoo, arch, save_figure)
+    return _granulated_tau("c4", zoo, arch, save_figure)
 
 
 @claim("IC-9", finding="one neuron per class already predicts generalization",
-       requires=ZOO_NEEDS)
-def test_IC_9_c3_with_k_1_predicts_generalization(arch, zoo, save_figure):
+       rule=PREDICTS_GENERALIZATION, requires=ZOO_NEEDS)
+def test_c3_with_k_1_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c3 with k = 1, test accuracy), total > 0, ≥ 0.3 (paper section 4)."""
-    return _tau_claim("IC-9", "one neuron per class already predicts generalization",
-                      "c3_k1", zoo, arch, save_figure)
+    return _granulated_tau("c3_k1", zoo, arch, save_figure)
 
 
 @claim("IC-5", finding="intraclass clustering measures beat a sharpness baseline",
-       requires=ZOO_NEEDS)
-def test_IC_5_c3_beats_sharpness(arch, zoo):
+       rule=Rule("greater"), requires=ZOO_NEEDS)
+def test_c3_beats_sharpness(arch, zoo):
     """total τ(c3) − total τ(sharpness) > 0 (paper Table 1: sharpness from random weight
     perturbations, Jiang et al. 2020).
 
@@ -345,9 +345,7 @@ def test_IC_5_c3_beats_sharpness(arch, zoo):
                          float(lo), float(hi), len(zoo), None,
                          f"paired bootstrap over groups per hyperparameter, {RESAMPLES} "
                          "resamples, seed 0")
-    return judge("IC-5", est, Rule("greater"),
-                 finding="intraclass clustering measures beat a sharpness baseline",
-                 details={"tau_c3": c3, "tau_sharpness": sharp})
+    return Evidence(est, {"tau_c3": c3, "tau_sharpness": sharp})
 
 
 def _layer_figure(zoo: pd.DataFrame, arch, title: str):
@@ -361,8 +359,8 @@ def _layer_figure(zoo: pd.DataFrame, arch, title: str):
     return fig
 
 
-@claim("IC-6", finding="the measures increase with depth", requires=ZOO_NEEDS)
-def test_IC_6_measures_increase_with_depth(arch, zoo, save_figure):
+@claim("IC-6", finding="the measures increase with depth", rule=Rule("greater"), requires=ZOO_NEEDS)
+def test_measures_increase_with_depth(arch, zoo, save_figure):
     """Spearman ρ(layer depth, per-layer measure) > 0, per model the mean over c1–c4 of ρ,
     then the mean over models with a CI over models (paper Fig. 5)."""
     per_model = []
@@ -381,11 +379,12 @@ def test_IC_6_measures_increase_with_depth(arch, zoo, save_figure):
     save_figure(_layer_figure(zoo, arch, "per-layer measures (paper Fig. 5)"),
                 "measures-by-layer")
     est = replace(stats.mean(per_model), statistic="mean over models of rho(depth, measure)")
-    return judge("IC-6", est, Rule("greater"), finding="the measures increase with depth")
+    return est
 
 
-@claim("IC-7", finding="c3 and c4 drop sharply at the penultimate layer", requires=ZOO_NEEDS)
-def test_IC_7_c3_c4_drop_at_the_penultimate_layer(arch, zoo):
+@claim("IC-7", finding="c3 and c4 drop sharply at the penultimate layer",
+       rule=Rule("less"), requires=ZOO_NEEDS)
+def test_c3_c4_drop_at_the_penultimate_layer(arch, zoo):
     """measure(penultimate layer) − measure(the layer before it) < 0, the mean of the c3 and
     c4 differences per model, mean over models with a CI over models (paper Fig. 5)."""
     diffs = []
@@ -397,13 +396,12 @@ def test_IC_7_c3_c4_drop_at_the_penultimate_layer(arch, zoo):
         raise NotApplicable(f"{arch} has fewer than two hidden unit layers")
     est = replace(stats.mean(diffs),
                   statistic="measure(penultimate) - measure(layer before)")
-    return judge("IC-7", est, Rule("less"),
-                 finding="c3 and c4 drop sharply at the penultimate layer")
+    return est
 
 
 @claim("IC-8", finding="differences between well- and poorly-generalizing models arise early",
-       requires=ZOO_NEEDS)
-def test_IC_8_differences_arise_early(arch, zoo, save_figure):
+       rule=Rule("greater", reference=0.5, inclusive=True), requires=ZOO_NEEDS)
+def test_differences_arise_early(arch, zoo, save_figure):
     """Fraction of the final c3 gap between the best and worst models already present early
     in training ≥ 0.5 (paper Fig. 6, at 10% of training).
 
@@ -432,6 +430,4 @@ def test_IC_8_differences_arise_early(arch, zoo, save_figure):
     fig.tight_layout()
     save_figure(fig, "measures-over-training")
     est = replace(stats.mean(fractions), statistic="early c3 gap / final c3 gap")
-    return judge("IC-8", est, Rule("greater", reference=0.5, inclusive=True),
-                 finding="differences between well- and poorly-generalizing models arise "
-                         "early")
+    return est

@@ -42,7 +42,7 @@ from netclaims.metrics import (
     similarity_blocks,
     train_linear_probe,
 )
-from netclaims.stats import Rule, judge_mean, judge_paired
+from netclaims.stats import Rule, seed_mean, seed_paired
 from netclaims.units import collect
 
 paper("RD", "Training dynamics of representations")
@@ -226,8 +226,8 @@ def _heatmap_figure(runs_by_family: dict[str, object], arch, save_figure, name: 
 
 
 @claim("RD-1", finding="the first layer barely moves from its initialization",
-       requires=["stages"])
-def test_RD_1_first_layer_stays_near_init(arch, rd_runs, save_figure):
+       rule=Rule("greater", reference=0.8, inclusive=True), requires=["stages"])
+def test_first_layer_stays_near_init(arch, rd_runs, save_figure):
     """min over checkpoints of CKA(first unit layer at t, at initialization) ≥ 0.8 (paper
     Figs. 1a, 2a).
 
@@ -240,11 +240,7 @@ def test_RD_1_first_layer_stays_near_init(arch, rd_runs, save_figure):
         maps = _heatmaps(run)
         values.append(float(maps[_unit_layers(run.model)[0]][:, 0].min()))
     _heatmap_figure({CLEAN: clean[0], NOISY: noisy[0]}, arch, save_figure, "cka-heatmaps")
-    return judge_mean("RD-1",
-                      values,
-                      Rule("greater", reference=0.8, inclusive=True),
-                      statistic="min over t of CKA(first layer at t, init)",
-                      finding="the first layer barely moves from its initialization")
+    return seed_mean(values, statistic="min over t of CKA(first layer at t, init)")
 
 
 def _init_minus_best(run) -> float:
@@ -259,8 +255,9 @@ def _init_minus_best(run) -> float:
 
 
 @claim("RD-2", finding="in the perfect-fitting regime the first layer is closer to its "
-       "initialization than to the best early-stopping epoch", requires=["stages"])
-def test_RD_2_first_layer_returns_towards_init(arch, rd_runs):
+       "initialization than to the best early-stopping epoch",
+       rule=Rule("greater"), requires=["stages"])
+def test_first_layer_returns_towards_init(arch, rd_runs):
     """CKA(final, init) − CKA(final, best-test-accuracy epoch) of the first unit layer > 0
     (paper Figs. 1a, 2a).
 
@@ -269,34 +266,25 @@ def test_RD_2_first_layer_returns_towards_init(arch, rd_runs):
     """
     runs = rd_runs(NOISY)
     values = [_init_minus_best(r) for r in runs]
-    return judge_mean("RD-2",
-                      values,
-                      Rule("greater"),
-                      statistic="CKA(final, init) - CKA(final, best epoch), first layer",
-                      finding="in the perfect-fitting regime the first layer is closer to its "
-                              "initialization than to the best early-stopping epoch",
-                      details={"perfect_fit_epochs": [_perfect_fit_epoch(r) for r in runs]})
+    return seed_mean(values, statistic="CKA(final, init) - CKA(final, best epoch), first layer",
+                     details={"perfect_fit_epochs": [_perfect_fit_epoch(r) for r in runs]})
 
 
-@claim("RD-3", finding="the return towards initialization needs width",
+@claim("RD-3", finding="the return towards initialization needs width", rule=Rule("greater"),
        requires=["stages", "width"])
-def test_RD_3_return_needs_width(arch, rd_runs):
+def test_return_needs_width(arch, rd_runs):
     """RD-2's statistic at the registry width minus at a quarter of it > 0 (paper Figs. 8-10).
 
     Scaled protocol: noisy runs at width 1 and 0.25, paired by seed.
     """
     wide, narrow = rd_runs(NOISY), rd_runs(NARROW)
-    return judge_paired("RD-3",
-                        [_init_minus_best(r) for r in wide],
-                        [_init_minus_best(r) for r in narrow],
-                        Rule("greater"),
-                        statistic="RD-2 statistic, width 1 - width 1/4",
-                        finding="the return towards initialization needs width")
+    return seed_paired([_init_minus_best(r) for r in wide], [_init_minus_best(r) for r in narrow],
+                       statistic="RD-2 statistic, width 1 - width 1/4")
 
 
 @claim("RD-4", finding="the first layer is nearly as similar to an unrelated initialization as "
-       "to its own", requires=["stages"])
-def test_RD_4_own_init_barely_closer_than_another(arch, rd_runs):
+       "to its own", rule=Rule("within", band=(0.0, 0.05)), requires=["stages"])
+def test_own_init_barely_closer_than_another(arch, rd_runs):
     """CKA(final, own initialization) − CKA(final, another seed's initialization) of the first
     unit layer within [0, 0.05] (paper appendix H.1, Fig. 19).
 
@@ -313,12 +301,7 @@ def test_RD_4_own_init_barely_closer_than_another(arch, rd_runs):
                 for m in (run.model, run.checkpoint(0), other.checkpoint(0))]
         cka = cka_matrix(reps[:1], reps[1:])[0]
         values.append(float(cka[0] - cka[1]))
-    return judge_mean("RD-4",
-                      values,
-                      Rule("within", band=(0.0, 0.05)),
-                      statistic="CKA(final, own init) - CKA(final, other init)",
-                      finding="the first layer is nearly as similar to an unrelated "
-                              "initialization as to its own")
+    return seed_mean(values, statistic="CKA(final, own init) - CKA(final, other init)")
 
 
 # --------------------------------------------------------------------------- RD-5 … RD-8
@@ -328,9 +311,9 @@ def _off_diagonal_mean(heatmap: np.ndarray) -> float:
     return float(heatmap[~np.eye(heatmap.shape[0], dtype=bool)].mean())
 
 
-@claim("RD-5", finding="with label noise the deeper layers evolve much more",
+@claim("RD-5", finding="with label noise the deeper layers evolve much more", rule=Rule("less"),
        requires=["stages"])
-def test_RD_5_noise_makes_deep_layers_churn(arch, rd_runs):
+def test_noise_makes_deep_layers_churn(arch, rd_runs):
     """Mean off-diagonal CKA of the deepest unit layer, noisy − true labels < 0 (paper Figs.
     1e-f vs 2e-f).
 
@@ -339,12 +322,8 @@ def test_RD_5_noise_makes_deep_layers_churn(arch, rd_runs):
     def deepest(run) -> float:
         return _off_diagonal_mean(_heatmaps(run)[_unit_layers(run.model)[-1]])
 
-    return judge_paired("RD-5",
-                        [deepest(r) for r in rd_runs(NOISY)],
-                        [deepest(r) for r in rd_runs(CLEAN)],
-                        Rule("less"),
-                        statistic="off-diagonal CKA of the deepest layer, noisy - clean",
-                        finding="with label noise the deeper layers evolve much more")
+    return seed_paired([deepest(r) for r in rd_runs(NOISY)], [deepest(r) for r in rd_runs(CLEAN)],
+                       statistic="off-diagonal CKA of the deepest layer, noisy - clean")
 
 
 def _dynamics_figure(runs, arch, save_figure):
@@ -374,8 +353,8 @@ def _dynamics_figure(runs, arch, save_figure):
 
 
 @claim("RD-6", finding="with label noise the test error shows epoch-wise double descent",
-       requires=["stages"])
-def test_RD_6_epochwise_double_descent(arch, rd_runs, save_figure):
+       rule=Rule("greater"), requires=["stages"])
+def test_epochwise_double_descent(arch, rd_runs, save_figure):
     """Double-descent depth of the test error > 0: min(rise, −fall) at the point where both
     show most, with rise = error there − the lowest error before it and fall = final error −
     error there; the catalogue's two parts (rise > 0, final − peak < 0) in one number that is
@@ -390,18 +369,13 @@ def test_RD_6_epochwise_double_descent(arch, rd_runs, save_figure):
               for r in runs]
     values = [shape.depth for shape in shapes]
     _dynamics_figure(runs, arch, save_figure)
-    return judge_mean("RD-6",
-                      values,
-                      Rule("greater"),
-                      statistic="double-descent depth of test error",
-                      finding="with label noise the test error shows epoch-wise double "
-                              "descent",
-                      details={"rise_and_fall": [(s.rise, s.fall) for s in shapes]})
+    return seed_mean(values, statistic="double-descent depth of test error",
+                     details={"rise_and_fall": [(s.rise, s.fall) for s in shapes]})
 
 
 @claim("RD-7", finding="only probes on the deeper layers show their own double descent",
-       requires=["stages"])
-def test_RD_7_probe_double_descent_in_deep_layers(arch, rd_runs, save_figure):
+       rule=Rule("greater"), requires=["stages"])
+def test_probe_double_descent_in_deep_layers(arch, rd_runs, save_figure):
     """Double-descent depth of the probe test error, deepest unit layer − first unit layer > 0
     (paper Fig. 6).
 
@@ -415,16 +389,12 @@ def test_RD_7_probe_double_descent_in_deep_layers(arch, rd_runs, save_figure):
         error = _probes(run)["error"]
         values.append(double_descent(error[:, 1]).depth - double_descent(error[:, 0]).depth)
     _dynamics_figure(runs, arch, save_figure)
-    return judge_mean("RD-7",
-                      values,
-                      Rule("greater"),
-                      statistic="probe double-descent depth, deepest - first",
-                      finding="only probes on the deeper layers show their own double descent")
+    return seed_mean(values, statistic="probe double-descent depth, deepest - first")
 
 
 @claim("RD-8", finding="representations form similarity blocks, more marked with label noise",
-       requires=["stages"])
-def test_RD_8_similarity_blocks_sharper_with_noise(arch, rd_runs):
+       rule=Rule("greater"), requires=["stages"])
+def test_similarity_blocks_sharper_with_noise(arch, rd_runs):
     """Block contrast (mean CKA inside the detected blocks − across them), noisy − true labels
     > 0 (paper section 3.3).
 
@@ -438,21 +408,16 @@ def test_RD_8_similarity_blocks_sharper_with_noise(arch, rd_runs):
         return float(np.mean([similarity_blocks(maps[layer]).contrast
                               for layer in _unit_layers(run.model)]))
 
-    return judge_paired("RD-8",
-                        [contrast(r) for r in rd_runs(NOISY)],
-                        [contrast(r) for r in rd_runs(CLEAN)],
-                        Rule("greater"),
-                        statistic="block contrast, noisy - clean",
-                        finding="representations form similarity blocks, more marked with "
-                                "label noise")
+    return seed_paired([contrast(r) for r in rd_runs(NOISY)], [contrast(r) for r in rd_runs(CLEAN)],
+                       statistic="block contrast, noisy - clean")
 
 
 # --------------------------------------------------------------------------- RD-9, RD-10
 
 
 @claim("RD-9", finding="in a transformer the perfect-fitting epoch marks a transition in every "
-       "block", requires=["transformer"])
-def test_RD_9_transformer_transition_at_perfect_fit(arch, rd_runs, save_figure):
+       "block", rule=Rule("greater", reference=0.5, inclusive=True), requires=["transformer"])
+def test_transformer_transition_at_perfect_fit(arch, rd_runs, save_figure):
     """Fraction of transformer blocks whose detected block boundary lies within ±10% of
     training of the perfect-fitting epoch ≥ 0.5 (paper Figs. 3, 17).
 
@@ -471,17 +436,12 @@ def test_RD_9_transformer_transition_at_perfect_fit(arch, rd_runs, save_figure):
                 <= TRANSITION_TOLERANCE * epochs[-1] for layer in _unit_layers(run.model)]
         values.append(float(np.mean(hits)) if math.isfinite(fit) else 0.0)
     _heatmap_figure({NOISY: runs[0]}, arch, save_figure, "cka-heatmaps")
-    return judge_mean("RD-9",
-                      values,
-                      Rule("greater", reference=0.5, inclusive=True),
-                      statistic="fraction of blocks with a transition at perfect fitting",
-                      finding="in a transformer the perfect-fitting epoch marks a transition "
-                              "in every block",
-                      details={"perfect_fit_epochs": [_perfect_fit_epoch(r) for r in runs]})
+    return seed_mean(values, statistic="fraction of blocks with a transition at perfect fitting",
+                     details={"perfect_fit_epochs": [_perfect_fit_epoch(r) for r in runs]})
 
 
-@claim("RD-10", finding="DRS agrees with CKA", requires=["stages"])
-def test_RD_10_drs_agrees_with_cka(arch, rd_runs, save_figure):
+@claim("RD-10", finding="DRS agrees with CKA", rule=Rule("greater"), requires=["stages"])
+def test_drs_agrees_with_cka(arch, rd_runs, save_figure):
     """Spearman ρ between DRS and CKA over checkpoint pairs > 0, per layer (paper section 4,
     Fig. 6 and appendix).
 
@@ -518,8 +478,4 @@ def test_RD_10_drs_agrees_with_cka(arch, rd_runs, save_figure):
                  fontsize=9)
     fig.tight_layout()
     save_figure(fig, "drs-vs-cka")
-    return judge_mean("RD-10",
-                      values,
-                      Rule("greater"),
-                      statistic="rho(DRS, CKA) over checkpoint pairs",
-                      finding="DRS agrees with CKA")
+    return seed_mean(values, statistic="rho(DRS, CKA) over checkpoint pairs")

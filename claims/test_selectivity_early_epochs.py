@@ -32,13 +32,13 @@ import torch
 from netclaims import models, stats
 from netclaims.claims import checkpoint_schedule, claim, paper
 from netclaims.metrics import ablation_curve, class_balance, class_selectivity, linear_cka
-from netclaims.stats import Rule, judge, judge_mean, judge_paired
+from netclaims.stats import Evidence, Rule, seed_mean, seed_paired
 from netclaims.train import Regularizer
 from netclaims.units import collect
 
 paper("SE", "Class selectivity in early epochs")
 
-SE_NEEDS = ("stages", "three_stages")
+SE_NEEDS = ("stages", "three_stages", "nonnegative_units")
 """The protocol reads early, intermediate and late stages."""
 EPOCHS = {"smoke": 20, "paper": 40}
 START_EPOCHS = (0, 1, 2, 3, 4, 5)
@@ -223,8 +223,8 @@ def _accuracy_figure(se_runs, arch, save_figure):
 
 
 @claim("SE-1", finding="early and intermediate selectivity rises in the first epochs, then "
-       "recedes", requires=SE_NEEDS)
-def test_SE_1_selectivity_peaks_early_then_recedes(arch, se_runs, save_figure):
+       "recedes", rule=Rule("greater", min_effect=0.1), requires=SE_NEEDS)
+def test_selectivity_peaks_early_then_recedes(arch, se_runs, save_figure):
     """(peak − final) / final mean SI > 0 with peak ≥ 1.1 × final, for the early and the
     intermediate stage (paper Fig. 2; the peak searched in the first 20% of training).
 
@@ -238,16 +238,12 @@ def test_SE_1_selectivity_peaks_early_then_recedes(arch, se_runs, save_figure):
                   (_peak_and_final(dyn, i) for i in _early_stage_indices(run))]
         values.append(min(excess))
     _selectivity_figure(se_runs, arch, save_figure)
-    return judge_mean("SE-1",
-                      values,
-                      Rule("greater", min_effect=0.1),
-                      statistic="(peak - final) / final SI, early & intermediate (min)",
-                      finding="early and intermediate selectivity rises in the first epochs, "
-                              "then recedes")
+    return seed_mean(values, statistic="(peak - final) / final SI, early & intermediate (min)")
 
 
-@claim("SE-2", finding="the late stage shows no comparable decline", requires=SE_NEEDS)
-def test_SE_2_late_stage_does_not_decline(arch, se_runs):
+@claim("SE-2", finding="the late stage shows no comparable decline",
+       rule=Rule("less"), requires=SE_NEEDS)
+def test_late_stage_does_not_decline(arch, se_runs):
     """(peak − final)/peak of the late stage minus the mean of the same for the early and
     intermediate stages < 0 (paper Fig. 2).
 
@@ -260,15 +256,12 @@ def test_SE_2_late_stage_does_not_decline(arch, se_runs):
                                             for i in range(dyn["si"].shape[1]))]
         early = [decline[i] for i in _early_stage_indices(run)]
         values.append(decline[-1] - float(np.mean(early)))
-    return judge_mean("SE-2",
-                      values,
-                      Rule("less"),
-                      statistic="decline(late) - decline(early, intermediate)",
-                      finding="the late stage shows no comparable decline")
+    return seed_mean(values, statistic="decline(late) - decline(early, intermediate)")
 
 
-@claim("SE-3", finding="selectivity settles late > intermediate > early", requires=SE_NEEDS)
-def test_SE_3_selectivity_settles_by_depth(arch, se_runs):
+@claim("SE-3", finding="selectivity settles late > intermediate > early",
+       rule=Rule("greater", min_effect=0.5), requires=SE_NEEDS)
+def test_selectivity_settles_by_depth(arch, se_runs):
     """Spearman ρ(stage depth, final mean SI) > 0, ρ ≥ 0.5 (paper Fig. 2).
 
     Scaled protocol: unregularized runs; the (stage index, final SI) points of every seed
@@ -280,9 +273,7 @@ def test_SE_3_selectivity_settles_by_depth(arch, se_runs):
         depths += list(range(final.size))
         values += final.tolist()
     est = replace(stats.correlation(depths, values), statistic="rho(stage depth, final SI)")
-    return judge("SE-3", est, Rule("greater", min_effect=0.5),
-                 finding="selectivity settles late > intermediate > early",
-                 details={"depths": depths, "final_si": values})
+    return Evidence(est, {"depths": depths, "final_si": values})
 
 
 # --------------------------------------------------------------------------- SE-4 … SE-7
@@ -299,8 +290,8 @@ def _final_auc_gap(se_runs, group: str) -> list[float]:
 
 
 @claim("SE-4", finding="selective-first ablation of early/intermediate units hurts less than "
-       "random", requires=SE_NEEDS)
-def test_SE_4_selective_ablation_milder_early_stages(arch, se_runs):
+       "random", rule=Rule("greater"), requires=SE_NEEDS)
+def test_selective_ablation_milder_early_stages(arch, se_runs):
     """AUC(selective order) − AUC(random order) > 0 for the early and intermediate units of a
     trained net (paper Fig. 4).
 
@@ -309,27 +300,19 @@ def test_SE_4_selective_ablation_milder_early_stages(arch, se_runs):
     or in 5 random orders; accuracy on 500 test samples normalized by the intact net's; per
     seed.
     """
-    return judge_mean("SE-4",
-                      _final_auc_gap(se_runs, "early"),
-                      Rule("greater"),
-                      statistic="AUC(selective) - AUC(random), early & intermediate",
-                      finding="selective-first ablation of early/intermediate units hurts less "
-                              "than random")
+    return seed_mean(_final_auc_gap(se_runs, "early"),
+                     statistic="AUC(selective) - AUC(random), early & intermediate")
 
 
 @claim("SE-5", finding="in the late stage selective-first ablation hurts more than random",
-       requires=SE_NEEDS)
-def test_SE_5_selective_ablation_harsher_late_stage(arch, se_runs):
+       rule=Rule("less"), requires=SE_NEEDS)
+def test_selective_ablation_harsher_late_stage(arch, se_runs):
     """AUC(selective order) − AUC(random order) < 0 for the late stage (paper Fig. 4).
 
     Scaled protocol: as SE-4, the late stage's layers.
     """
-    return judge_mean("SE-5",
-                      _final_auc_gap(se_runs, "late"),
-                      Rule("less"),
-                      statistic="AUC(selective) - AUC(random), late",
-                      finding="in the late stage selective-first ablation hurts more than "
-                              "random")
+    return seed_mean(_final_auc_gap(se_runs, "late"),
+                     statistic="AUC(selective) - AUC(random), late")
 
 
 def _window_slopes(run, order: str) -> float:
@@ -357,8 +340,8 @@ def _ablation_figure(se_runs, arch, save_figure):
 
 
 @claim("SE-6", finding="selective-first ablation is more damaging early in training",
-       requires=SE_NEEDS)
-def test_SE_6_selective_ablation_damage_falls_over_training(arch, se_runs, save_figure):
+       rule=Rule("greater"), requires=SE_NEEDS)
+def test_selective_ablation_damage_falls_over_training(arch, se_runs, save_figure):
     """Slope of the selective-order ablation AUC of early and intermediate units over the
     checkpoints of an early window > 0 (paper Fig. 5).
 
@@ -368,16 +351,12 @@ def test_SE_6_selective_ablation_damage_falls_over_training(arch, se_runs, save_
     """
     _ablation_figure(se_runs, arch, save_figure)
     slopes = [_window_slopes(run, "selective") for run in se_runs[NONE]]
-    return judge_mean("SE-6",
-                      slopes,
-                      Rule("greater"),
-                      statistic="slope of selective-order AUC, early window",
-                      finding="selective-first ablation is more damaging early in training")
+    return seed_mean(slopes, statistic="slope of selective-order AUC, early window")
 
 
 @claim("SE-7", finding="random-order ablation damage is roughly constant over training",
-       requires=SE_NEEDS)
-def test_SE_7_random_ablation_damage_constant(arch, se_runs):
+       rule=Rule("less", reference=1.0), requires=SE_NEEDS)
+def test_random_ablation_damage_constant(arch, se_runs):
     """|slope of the random-order AUC| / |slope of the selective-order AUC| < 1, same window
     and units as SE-6 (paper Fig. 5).
 
@@ -388,17 +367,15 @@ def test_SE_7_random_ablation_damage_constant(arch, se_runs):
     randoms = np.array([_window_slopes(r, "random") for r in se_runs[NONE]])
     est = stats.resampled(lambda idx: abs(randoms[idx].mean()) / abs(selective[idx].mean()),
                           len(selective), name="|slope random| / |slope selective|")
-    return judge("SE-7", est, Rule("less", reference=1.0),
-                 finding="random-order ablation damage is roughly constant over training",
-                 details={"selective": selective.tolist(), "random": randoms.tolist()})
+    return Evidence(est, {"selective": selective.tolist(), "random": randoms.tolist()})
 
 
 # --------------------------------------------------------------------------- SE-8
 
 
 @claim("SE-8", finding="early and late representations are more similar in the first epochs",
-       requires=SE_NEEDS)
-def test_SE_8_early_late_similarity_falls(arch, se_runs, save_figure):
+       rule=Rule("greater"), requires=SE_NEEDS)
+def test_early_late_similarity_falls(arch, se_runs, save_figure):
     """Mean CKA(early stage, late stage) over the first checkpoints minus over the last ones
     > 0 (paper Fig. 7).
 
@@ -419,12 +396,7 @@ def test_SE_8_early_late_similarity_falls(arch, se_runs, save_figure):
     ax.legend(fontsize=7)
     fig.tight_layout()
     save_figure(fig, "early-late-cka")
-    return judge_mean("SE-8",
-                      values,
-                      Rule("greater"),
-                      statistic="CKA(first epoch) - CKA(end)",
-                      finding="early and late representations are more similar in the first "
-                              "epochs")
+    return seed_mean(values, statistic="CKA(first epoch) - CKA(end)")
 
 
 # --------------------------------------------------------------------------- SE-9 … SE-14
@@ -443,8 +415,8 @@ def _peak_epoch(se_runs) -> int:
 
 
 @claim("SE-9", finding="regularizing against selectivity from epoch 0 impairs accuracy more "
-       "than from the peak", requires=SE_NEEDS)
-def test_SE_9_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
+       "than from the peak", rule=Rule("greater", min_effect=1.0), requires=SE_NEEDS)
+def test_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
     """Final test accuracy(regularizer on from the selectivity peak) − (on from epoch 0) > 0,
     at least 1 point (paper Fig. 6: α = −20, on from epoch 5 vs 0).
 
@@ -454,18 +426,14 @@ def test_SE_9_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
     """
     peak = _peak_epoch(se_runs)
     _accuracy_figure(se_runs, arch, save_figure)
-    return judge_paired("SE-9",
-                        [_final_acc(r) for r in se_runs[f"against from {peak}"]],
-                        [_final_acc(r) for r in se_runs[FROM_0]],
-                        Rule("greater", min_effect=1.0),
-                        statistic=f"acc(from peak = epoch {peak}) - acc(from 0), points",
-                        finding="regularizing against selectivity from epoch 0 impairs "
-                                "accuracy more than from the peak")
+    return seed_paired([_final_acc(r) for r in se_runs[f"against from {peak}"]],
+                       [_final_acc(r) for r in se_runs[FROM_0]],
+                       statistic=f"acc(from peak = epoch {peak}) - acc(from 0), points")
 
 
 @claim("SE-10", finding="switching the regularizer on at any epoch after the first performs "
-       "about as well as at the peak", requires=SE_NEEDS)
-def test_SE_10_first_epoch_is_the_critical_period(arch, se_runs):
+       "about as well as at the peak", rule=Rule("less"), requires=SE_NEEDS)
+def test_first_epoch_is_the_critical_period(arch, se_runs):
     """(max − min final accuracy over start epochs 1…5) − the SE-9 gap < 0 (paper Fig. 8:
     the critical period is the first epoch).
 
@@ -482,32 +450,26 @@ def test_SE_10_first_epoch_is_the_critical_period(arch, se_runs):
 
     est = stats.resampled(statistic, len(acc[0]),
                           name="range(acc, start 1..5) - SE-9 gap, points")
-    return judge("SE-10", est, Rule("less"), finding="switching the regularizer on at any "
-                 "epoch after the first performs about as well as at the peak",
-                 details={str(e): v.tolist() for e, v in acc.items()})
+    return Evidence(est, {str(e): v.tolist() for e, v in acc.items()})
 
 
 @claim("SE-11", finding="regularizing in favour of selectivity early does not improve "
-       "accuracy", requires=SE_NEEDS)
-def test_SE_11_more_selectivity_early_does_not_help(arch, se_runs):
+       "accuracy", rule=Rule("less", reference=0.5, min_effect=0.0), requires=SE_NEEDS)
+def test_more_selectivity_early_does_not_help(arch, se_runs):
     """Final accuracy(α > 0 for the first 4 epochs) − accuracy(unregularized) ≤ 0 with the
     CI's upper bound below +0.5 points (paper Fig. 13-14).
 
     Scaled protocol: α in favour scaled as in the module docstring, on every stage, epochs
     0–3 (paper appendix A.5.2); paired over seeds; points.
     """
-    return judge_paired("SE-11",
-                        [_final_acc(r) for r in se_runs[FOR]],
-                        [_final_acc(r) for r in se_runs[NONE]],
-                        Rule("less", reference=0.5, min_effect=0.0),
-                        statistic="acc(for, epochs 0-3) - acc(unregularized), points",
-                        finding="regularizing in favour of selectivity early does not "
-                                "improve accuracy")
+    return seed_paired([_final_acc(r) for r in se_runs[FOR]],
+                       [_final_acc(r) for r in se_runs[NONE]],
+                       statistic="acc(for, epochs 0-3) - acc(unregularized), points")
 
 
 @claim("SE-12", finding="the regularizer suppresses selectivity in the regularized stages",
-       requires=SE_NEEDS)
-def test_SE_12_regularizer_suppresses_selectivity(arch, se_runs, save_figure):
+       rule=Rule("less"), requires=SE_NEEDS)
+def test_regularizer_suppresses_selectivity(arch, se_runs, save_figure):
     """Mean SI of the regularized stages, regularized from epoch 0 − unregularized, at the
     peak epoch < 0 (paper Fig. 6).
 
@@ -520,18 +482,14 @@ def test_SE_12_regularizer_suppresses_selectivity(arch, se_runs, save_figure):
         return float(dyn["si"][dyn["epoch"] == peak][0, _early_stage_indices(run)].mean())
 
     _selectivity_figure(se_runs, arch, save_figure)
-    return judge_paired("SE-12",
-                        [si_at_peak(r) for r in se_runs[FROM_0]],
-                        [si_at_peak(r) for r in se_runs[NONE]],
-                        Rule("less"),
-                        statistic=f"SI(regularized) - SI(unregularized) at epoch {peak}",
-                        finding="the regularizer suppresses selectivity in the regularized "
-                                "stages")
+    return seed_paired([si_at_peak(r) for r in se_runs[FROM_0]],
+                       [si_at_peak(r) for r in se_runs[NONE]],
+                       statistic=f"SI(regularized) - SI(unregularized) at epoch {peak}")
 
 
 @claim("SE-13", finding="regularizing from epoch 0 over-represents some classes early",
-       requires=SE_NEEDS)
-def test_SE_13_regularizer_skews_early_predictions(arch, se_runs):
+       rule=Rule("greater"), requires=SE_NEEDS)
+def test_regularizer_skews_early_predictions(arch, se_runs):
     """Mean count of the 5 most predicted classes on held-out data, regularized from epoch 0
     − unregularized, over the first epochs > 0 (paper Fig. 9).
 
@@ -543,27 +501,19 @@ def test_SE_13_regularizer_skews_early_predictions(arch, se_runs):
         first = (dyn["epoch"] > 0) & (dyn["epoch"] <= FIRST_EPOCHS)
         return float(dyn["top5"][first].mean())
 
-    return judge_paired("SE-13",
-                        [early_top5(r) for r in se_runs[FROM_0]],
-                        [early_top5(r) for r in se_runs[NONE]],
-                        Rule("greater"),
-                        statistic="top-5 class count(from 0) - (unregularized)",
-                        finding="regularizing from epoch 0 over-represents some classes "
-                                "early")
+    return seed_paired([early_top5(r) for r in se_runs[FROM_0]],
+                       [early_top5(r) for r in se_runs[NONE]],
+                       statistic="top-5 class count(from 0) - (unregularized)")
 
 
 @claim("SE-14", finding="switched off after the first epochs the model recovers; kept on it "
-       "does not", requires=SE_NEEDS)
-def test_SE_14_recovery_after_switching_off(arch, se_runs):
+       "does not", rule=Rule("greater"), requires=SE_NEEDS)
+def test_recovery_after_switching_off(arch, se_runs):
     """Final accuracy(on at epoch 0, off after 4 epochs) − (on at epoch 0, kept on) > 0
     (paper Fig. 15).
 
     Scaled protocol: paired over seeds; points.
     """
-    return judge_paired("SE-14",
-                        [_final_acc(r) for r in se_runs[OFF]],
-                        [_final_acc(r) for r in se_runs[FROM_0]],
-                        Rule("greater"),
-                        statistic="acc(off after 4) - acc(kept on), points",
-                        finding="switched off after the first epochs the model recovers; "
-                                "kept on it does not")
+    return seed_paired([_final_acc(r) for r in se_runs[OFF]],
+                       [_final_acc(r) for r in se_runs[FROM_0]],
+                       statistic="acc(off after 4) - acc(kept on), points")

@@ -38,7 +38,7 @@ from netclaims.metrics import (
     single_unit_importance,
     unit_statistics,
 )
-from netclaims.stats import Outcome, Rule, judge
+from netclaims.stats import Evidence, Rule
 from netclaims.units import collect, incoming_layer
 
 paper("SD", "Reliance on single directions (Morcos et al. 2018)")
@@ -50,6 +50,7 @@ NOISE_REPEATS = 3
 CORRUPTED_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 DROPOUT_FRACTIONS = (0.1, 0.2, 0.3)
 LR_SCALES = (1 / 3, 1.0, 3.0)
+HIT_RATE_ABOVE_CHANCE = "top-10% hit rate > chance"
 
 
 def _full_task_zoo(arch, seeds) -> tuple[list[dict], partial]:
@@ -233,9 +234,9 @@ def _per_seed_rho(runs, pairs) -> list[float]:
     return rhos
 
 
-def _mean_rho(cid: str, finding: str, rhos: list[float], rule: Rule, statistic: str):
-    est = replace(stats.mean(rhos), statistic=statistic)
-    return judge(cid, est, rule, finding=finding, details={"per_seed_rho": rhos})
+def _mean_rho(rhos: list[float], statistic: str) -> Evidence:
+    """The mean of per-seed correlations, with a bootstrap CI over the seeds."""
+    return Evidence(replace(stats.mean(rhos), statistic=statistic), {"per_seed_rho": rhos})
 
 
 def _mean_over_layers(run, metric) -> float:
@@ -246,13 +247,12 @@ def _mean_over_layers(run, metric) -> float:
     return float(np.mean([float(metric(acts[layer], y).mean()) for layer in layers]))
 
 
-def _paired_bn_claim(cid: str, finding: str, sd_runs, measure, rule,
-                     statistic: str):
+def _paired_bn(sd_runs, measure, statistic: str) -> Evidence:
+    """``measure`` of each seed's net with batch norm minus the same seed's without."""
     with_bn = [measure(r) for r in sd_runs(True)]
     without = [measure(r) for r in sd_runs(False)]
     est = replace(stats.mean_difference(with_bn, without, paired=True), statistic=statistic)
-    return judge(cid, est, rule, finding=finding,
-                 details={"with_bn": with_bn, "without_bn": without})
+    return Evidence(est, {"with_bn": with_bn, "without_bn": without})
 
 
 def _memorizing_runs(train_runs, arch, seeds, small_task) -> dict[float, list]:
@@ -273,8 +273,8 @@ def _by_fraction_figure(curves: dict[float, list[Curve]], xlabel: str, title: st
     return fig
 
 
-def _memorization_claim(cid: str, finding: str, curve_of, statistic: str, xlabel: str,
-                        figure: str, arch, train_runs, seeds, small_task, save_figure):
+def _by_corruption(cid: str, curve_of, statistic: str, xlabel: str, figure: str, arch,
+                   train_runs, seeds, small_task, save_figure) -> Evidence:
     """ρ(corrupted fraction, AUC of ``curve_of(run)``) over the memorization nets, with the
     curves per fraction as a figure."""
     runs = _memorizing_runs(train_runs, arch, seeds, small_task)
@@ -285,14 +285,13 @@ def _memorization_claim(cid: str, finding: str, curve_of, statistic: str, xlabel
     fractions = [f for f, values in aucs.items() for _ in values]
     values = [v for group in aucs.values() for v in group]
     est = replace(stats.correlation(fractions, values), statistic=statistic)
-    return judge(cid, est, Rule("less", min_effect=-0.5), finding=finding,
-                 details={"auc_by_fraction": {str(f): v for f, v in aucs.items()}})
+    return Evidence(est, {"auc_by_fraction": {str(f): v for f, v in aucs.items()}})
 
 
 @claim("SD-1", finding="networks that memorize are more sensitive to cumulative ablation",
-       requires=["stages"])
-def test_SD_1_memorizing_nets_more_ablation_sensitive(arch, train_runs, seeds, small_task,
-                                                      save_figure):
+       rule=Rule("less", min_effect=-0.5), requires=["stages"])
+def test_memorizing_nets_more_ablation_sensitive(arch, train_runs, seeds, small_task,
+                                                 save_figure):
     """Spearman ρ(corrupted-label fraction, ablation AUC) < 0, ρ ≤ −0.5 (paper Fig. 1).
 
     Scaled protocol: per seed, nets trained on the first 1000 MNIST-1D training samples with
@@ -302,17 +301,16 @@ def test_SD_1_memorizing_nets_more_ablation_sensitive(arch, train_runs, seeds, s
     labels as trained (training accuracy, as the paper), 5 random orderings, normalized by
     the intact training accuracy. ρ over the 5 × seeds (fraction, AUC) points.
     """
-    return _memorization_claim(
-        "SD-1", "networks that memorize are more sensitive to cumulative ablation",
-        lambda run: _curve(run, arch, split="train"), "rho(corrupted fraction, ablation AUC)",
-        "fraction of units ablated", "ablation-by-corruption", arch, train_runs, seeds,
-        small_task, save_figure)
+    return _by_corruption(
+        "SD-1", lambda run: _curve(run, arch, split="train"),
+        "rho(corrupted fraction, ablation AUC)", "fraction of units ablated",
+        "ablation-by-corruption", arch, train_runs, seeds, small_task, save_figure)
 
 
 @claim("SD-2", finding="networks that memorize are more sensitive to noise added to every "
-                       "unit", requires=["stages"])
-def test_SD_2_memorizing_nets_more_noise_sensitive(arch, train_runs, seeds, small_task,
-                                                   save_figure):
+                       "unit", rule=Rule("less", min_effect=-0.5), requires=["stages"])
+def test_memorizing_nets_more_noise_sensitive(arch, train_runs, seeds, small_task,
+                                              save_figure):
     """Spearman ρ(corrupted-label fraction, noise-curve AUC) < 0, ρ ≤ −0.5 (paper Fig. 2).
 
     Scaled protocol: the SD-1 nets; Gaussian noise added at once to every unit of the
@@ -320,9 +318,8 @@ def test_SD_2_memorizing_nets_more_noise_sensitive(arch, train_runs, seeds, smal
     scales s log-spaced in [0.1, 10], 3 noise draws; training accuracy on 500 training
     samples normalized by the intact one; AUC over log10 s divided by its range.
     """
-    return _memorization_claim(
-        "SD-2", "networks that memorize are more sensitive to noise added to every unit",
-        lambda run: _noise_curve(run, arch), "rho(corrupted fraction, noise AUC)",
+    return _by_corruption(
+        "SD-2", lambda run: _noise_curve(run, arch), "rho(corrupted fraction, noise AUC)",
         "log10 noise scale (× unit std)", "noise-by-corruption", arch, train_runs, seeds,
         small_task, save_figure)
 
@@ -353,8 +350,8 @@ def _zoo_figure(zoo: list[dict], x: str, xlabel: str, title: str):
 
 
 @claim("SD-3", finding="networks that generalize worse rely more on single directions",
-       requires=["stages"])
-def test_SD_3_worse_generalization_more_reliance(arch, zoo_runs, save_figure):
+       rule=Rule("less"), requires=["stages"])
+def test_worse_generalization_more_reliance(arch, zoo_runs, save_figure):
     """Spearman ρ(ablation AUC, generalization error) < 0 (paper Fig. 3).
 
     Scaled protocol: a zoo of identical topology and data (the small task, true labels, the
@@ -371,8 +368,7 @@ def test_SD_3_worse_generalization_more_reliance(arch, zoo_runs, save_figure):
                             f"SD-3 AUC vs generalization error, {arch}"), "auc-vs-gen-error")
     est = replace(stats.correlation([m["auc"] for m in zoo], [m["gen_error"] for m in zoo]),
                   statistic="rho(AUC, generalization error)")
-    return judge("SD-3", est, Rule("less"), finding="networks that generalize worse rely "
-                 "more on single directions", details={"zoo": zoo})
+    return Evidence(est, {"zoo": zoo})
 
 
 def _hit_rate(auc: np.ndarray, accuracy: np.ndarray, *, subsets: int = 1000,
@@ -390,15 +386,16 @@ def _hit_rate(auc: np.ndarray, accuracy: np.ndarray, *, subsets: int = 1000,
     return hits / subsets, top / size
 
 
-@claim("SD-5", finding="ablation AUC selects hyperparameters", requires=["stages"])
-def test_SD_5_auc_selects_hyperparameters(arch, zoo_runs, save_figure):
+@claim("SD-5", finding="ablation AUC selects hyperparameters",
+       rule=Rule("greater", min_effect=0.5, also=(HIT_RATE_ABOVE_CHANCE,)), requires=["stages"])
+def test_auc_selects_hyperparameters(arch, zoo_runs, save_figure):
     """Spearman ρ(ablation AUC, test accuracy) > 0, ρ ≥ 0.5, and the best-AUC model of a
     random quarter of the zoo lands in its top 10% by test accuracy more often than chance
     (paper Fig. 4c: ρ = 0.914 over 192 CIFAR-10 models of 96 hyperparameter settings).
 
     Scaled protocol: the SD-3 zoo (seeds × 3 learning rates); 1000 random subsets of a
     quarter of the zoo (at least 2 models). The verdict is the rule on ρ; a hit rate at or
-    below chance turns a PASS into INCONCLUSIVE.
+    below chance turns a PASS into INCONCLUSIVE (the rule's second condition).
     """
     zoo = _zoo(zoo_runs, arch)
     auc = np.array([m["auc"] for m in zoo])
@@ -407,18 +404,13 @@ def test_SD_5_auc_selects_hyperparameters(arch, zoo_runs, save_figure):
     save_figure(_zoo_figure(zoo, "test_acc", "test accuracy",
                             f"SD-5 AUC vs test accuracy, {arch}"), "auc-vs-test-accuracy")
     est = replace(stats.correlation(auc, accuracy), statistic="rho(AUC, test accuracy)")
-    verdict = judge("SD-5", est, Rule("greater", min_effect=0.5),
-                    finding="ablation AUC selects hyperparameters",
-                    details={"zoo": zoo, "hit_rate": rate, "chance": chance})
-    if verdict.outcome is Outcome.PASS and rate <= chance:
-        verdict = replace(verdict, outcome=Outcome.INCONCLUSIVE,
-                          reason=f"top-10% hit rate {rate:.2f} is not above chance {chance:.2f}")
-    return verdict
+    return Evidence(est, {"zoo": zoo, "hit_rate": rate, "chance": chance},
+                    checks={HIT_RATE_ABOVE_CHANCE: rate > chance})
 
 
 @claim("SD-4", finding="over training, ablation AUC and test loss are negatively correlated",
-       requires=["stages"])
-def test_SD_4_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
+       rule=Rule("less", min_effect=-0.4), requires=["stages"])
+def test_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
     """Spearman ρ(ablation AUC, test loss) over checkpoints < 0, ρ ≤ −0.4 (paper Fig. 4a-b:
     ρ = −0.728 for an MNIST MLP).
 
@@ -449,14 +441,13 @@ def test_SD_4_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
     fig.legend(loc="lower center", fontsize=7, ncol=3)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     save_figure(fig, "auc-and-loss-over-training")
-    return _mean_rho("SD-4", "over training, ablation AUC and test loss are negatively "
-                     "correlated", rhos, Rule("less", min_effect=-0.4), "rho(AUC, test loss)")
+    return _mean_rho(rhos, "rho(AUC, test loss)")
 
 
 @claim("SD-6", finding="dropout protects against ablation only up to the dropout fraction",
-       requires=["stages"])
-def test_SD_6_dropout_protects_only_up_to_its_fraction(arch, train_runs, seeds, small_task,
-                                                        save_figure):
+       rule=Rule("greater"), requires=["stages"])
+def test_dropout_protects_only_up_to_its_fraction(arch, train_runs, seeds, small_task,
+                                                  save_figure):
     """AUC(true labels) − AUC(corrupted labels) over the part of the ablation curve past the
     dropout fraction > 0 (paper Fig. 5a: MNIST MLPs with dropout 0.1, 0.2, 0.3).
 
@@ -489,13 +480,12 @@ def test_SD_6_dropout_protects_only_up_to_its_fraction(arch, train_runs, seeds, 
     fig.tight_layout(rect=(0, 0, 1, 0.93))
     save_figure(fig, "dropout-curves")
     est = replace(stats.mean(diffs), statistic="AUC past dropout, true - corrupted")
-    return judge("SD-6", est, Rule("greater"), finding="dropout protects against ablation "
-                 "only up to the dropout fraction", details={"per_seed": diffs})
+    return Evidence(est, {"per_seed": diffs})
 
 
 @claim("SD-7", finding="batch norm makes networks more robust to cumulative ablation",
-       requires=["stages", "batchnorm"])
-def test_SD_7_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
+       rule=Rule("greater"), requires=["stages", "batchnorm"])
+def test_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
     """AUC(BN) − AUC(no BN) > 0 (paper Fig. 5b, CIFAR-10 ConvNets).
 
     Scaled protocol: per seed, cumulative ablation curve on 500 MNIST-1D test samples, 11
@@ -509,9 +499,7 @@ def test_SD_7_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
         curves[run.spec.batchnorm].append(curve)
         return curve.auc
 
-    verdict = _paired_bn_claim(
-        "SD-7", "batch norm makes networks more robust to cumulative ablation",
-        sd_runs, auc, Rule("greater"), "AUC(BN) - AUC(no BN)")
+    evidence = _paired_bn(sd_runs, auc, "AUC(BN) - AUC(no BN)")
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for bn, color in ((True, "tab:blue"), (False, "tab:purple")):
         mean = np.mean([c.normalized.mean(0) for c in curves[bn]], axis=0)
@@ -520,41 +508,38 @@ def test_SD_7_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
            title=f"SD-7 cumulative ablation, {arch}")
     ax.legend()
     save_figure(fig, "ablation-curves")
-    return verdict
+    return evidence
 
 
 @claim("SD-8", finding="batch norm lowers the class selectivity of units",
-       requires=["stages", "batchnorm"])
-def test_SD_8_batchnorm_lowers_selectivity(arch, sd_runs):
+       rule=Rule("less"), requires=["stages", "batchnorm", "nonnegative_units"])
+def test_batchnorm_lowers_selectivity(arch, sd_runs):
     """mean SI(BN) − mean SI(no BN) < 0 (paper Fig. 6a).
 
     Scaled protocol: class selectivity index (class means, eps 1e-6) of every unit after the
     ReLU on the MNIST-1D test set, averaged over units of each layer, then over layers; paired
     difference over seeds.
     """
-    return _paired_bn_claim(
-        "SD-8", "batch norm lowers the class selectivity of units", sd_runs,
-        lambda run: _mean_over_layers(run, class_selectivity), Rule("less"),
-        "SI(BN) - SI(no BN)")
+    return _paired_bn(sd_runs, lambda run: _mean_over_layers(run, class_selectivity),
+                      "SI(BN) - SI(no BN)")
 
 
 @claim("SD-9", finding="batch norm raises the mutual information between units and class",
-       requires=["stages", "batchnorm"])
-def test_SD_9_batchnorm_raises_mutual_information(arch, sd_runs):
+       rule=Rule("greater"), requires=["stages", "batchnorm"])
+def test_batchnorm_raises_mutual_information(arch, sd_runs):
     """mean MI(BN) − mean MI(no BN) > 0 (paper Fig. 6b).
 
     Scaled protocol: mutual information (bits; 10 equal-frequency bins, Miller–Madow
     corrected) of every unit with the class on the MNIST-1D test set, averaged over units and
     layers; paired difference over seeds.
     """
-    return _paired_bn_claim(
-        "SD-9", "batch norm raises the mutual information between units and class", sd_runs,
-        lambda run: _mean_over_layers(run, mutual_information),
-        Rule("greater"), "MI(BN) - MI(no BN)")
+    return _paired_bn(sd_runs, lambda run: _mean_over_layers(run, mutual_information),
+                      "MI(BN) - MI(no BN)")
 
 
-@claim("SD-14", finding="class selectivity increases with depth", requires=["stages"])
-def test_SD_14_selectivity_increases_with_depth(arch, sd_runs, save_figure):
+@claim("SD-14", finding="class selectivity increases with depth",
+       rule=Rule("greater", min_effect=0.5), requires=["stages", "nonnegative_units"])
+def test_selectivity_increases_with_depth(arch, sd_runs, save_figure):
     """Spearman ρ(layer depth, mean SI of the layer) > 0, ρ ≥ 0.5 (paper section 3.4).
 
     Scaled protocol: networks without batch norm; mean SI per unit layer on the MNIST-1D test
@@ -574,14 +559,12 @@ def test_SD_14_selectivity_increases_with_depth(arch, sd_runs, save_figure):
            title=f"SD-14 selectivity by depth, {arch}")
     ax.legend()
     save_figure(fig, "selectivity-by-depth")
-    est = replace(stats.correlation(depths, values), statistic="rho(layer depth, mean SI)")
-    return judge("SD-14", est, Rule("greater", min_effect=0.5),
-                 finding="class selectivity increases with depth")
+    return replace(stats.correlation(depths, values), statistic="rho(layer depth, mean SI)")
 
 
 @claim("SD-16", finding="ablating units in early layers is more damaging than in later layers",
-       requires=["stages"])
-def test_SD_16_early_units_more_important(arch, sd_runs, save_figure):
+       rule=Rule("greater"), requires=["stages"])
+def test_early_units_more_important(arch, sd_runs, save_figure):
     """mean single-unit importance, earliest third of layers − latest third > 0 (paper
     section 3.4: "ablations in early layers were more impactful").
 
@@ -603,9 +586,7 @@ def test_SD_16_early_units_more_important(arch, sd_runs, save_figure):
     ax.set(xlabel="layer", ylabel="mean loss increase", title=f"SD-16 importance, {arch}")
     ax.tick_params(axis="x", rotation=45)
     save_figure(fig, "importance-by-layer")
-    est = replace(stats.mean(diffs), statistic="importance(early) - importance(late)")
-    return judge("SD-16", est, Rule("greater"),
-                 finding="ablating units in early layers is more damaging than in later layers")
+    return replace(stats.mean(diffs), statistic="importance(early) - importance(late)")
 
 
 def _si_importance(run, layers: list[str], metric=class_selectivity):
@@ -616,8 +597,8 @@ def _si_importance(run, layers: list[str], metric=class_selectivity):
 
 
 @claim("SD-10", finding="class selectivity is a poor predictor of a unit's importance",
-       requires=["stages"])
-def test_SD_10_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figure):
+       rule=Rule("within", band=(-0.3, 0.3)), requires=["stages", "nonnegative_units"])
+def test_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figure):
     """|Spearman ρ(SI, importance)| small: the CI of ρ within [-0.3, 0.3] (paper Fig. 7).
 
     Scaled protocol: networks without batch norm; for the units of the earliest and latest
@@ -646,27 +627,25 @@ def test_SD_10_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figu
     fig.suptitle(f"SD-10/11 selectivity vs importance per layer (seeds pooled), {arch}")
     fig.tight_layout()
     save_figure(fig, "selectivity-vs-importance")
-    return _mean_rho("SD-10", "class selectivity is a poor predictor of a unit's importance",
-                     rhos, Rule("within", band=(-0.3, 0.3)), "rho(SI, importance)")
+    return _mean_rho(rhos, "rho(SI, importance)")
 
 
 @claim("SD-11", finding="where selectivity relates to importance, the relation is negative "
-                        "and driven by early layers", requires=["stages"])
-def test_SD_11_early_layers_negative_selectivity_importance(arch, sd_runs):
+                        "and driven by early layers",
+       rule=Rule("less"), requires=["stages", "nonnegative_units"])
+def test_early_layers_negative_selectivity_importance(arch, sd_runs):
     """ρ(SI, importance) in the earliest third of the unit layers < 0 (paper Fig. 7c).
 
     Scaled protocol: as SD-10, restricted to the units of the earliest third of the layers.
     """
     runs = sd_runs(False)
     rhos = _per_seed_rho(runs, lambda run: _si_importance(run, _third_layers(run.model)[0]))
-    return _mean_rho("SD-11", "where selectivity relates to importance, the relation is "
-                     "negative and driven by early layers", rhos, Rule("less"),
-                     "rho(SI, importance), early layers")
+    return _mean_rho(rhos, "rho(SI, importance), early layers")
 
 
 @claim("SD-12", finding="mutual information is also a poor predictor of importance",
-       requires=["stages"])
-def test_SD_12_mutual_information_poor_predictor(arch, sd_runs):
+       rule=Rule("within", band=(-0.3, 0.3)), requires=["stages"])
+def test_mutual_information_poor_predictor(arch, sd_runs):
     """|Spearman ρ(MI, importance)| small: the CI of ρ within [-0.3, 0.3] (paper section
     3.4).
 
@@ -680,13 +659,12 @@ def test_SD_12_mutual_information_poor_predictor(arch, sd_runs):
         return _si_importance(run, list(dict.fromkeys(early + late)), mutual_information)
 
     rhos = _per_seed_rho(runs, pairs)
-    return _mean_rho("SD-12", "mutual information is also a poor predictor of importance",
-                     rhos, Rule("within", band=(-0.3, 0.3)), "rho(MI, importance)")
+    return _mean_rho(rhos, "rho(MI, importance)")
 
 
 @claim("SD-13", finding="ablating to zero is less damaging than clamping to the mean",
-       requires=["stages"])
-def test_SD_13_zero_ablation_less_damaging_than_mean(arch, sd_runs, save_figure):
+       rule=Rule("greater"), requires=["stages"])
+def test_zero_ablation_less_damaging_than_mean(arch, sd_runs, save_figure):
     """AUC(zero) − AUC(mean) > 0 (paper appendix: ablation to the empirical mean).
 
     Scaled protocol: networks without batch norm; the SD-7 ablation curves (500 test samples,
@@ -706,13 +684,13 @@ def test_SD_13_zero_ablation_less_damaging_than_mean(arch, sd_runs, save_figure)
            title=f"SD-13 zero vs mean ablation, {arch}")
     ax.legend()
     save_figure(fig, "zero-vs-mean")
-    return judge("SD-13", est, Rule("greater"),
-                 finding="ablating to zero is less damaging than clamping to the mean")
+    return est
 
 
 @claim("SD-15", finding="class selectivity is not positively related to the L1 norm of a "
-                        "unit's incoming weights", requires=["stages"])
-def test_SD_15_selectivity_not_related_to_weight_norm(arch, sd_runs):
+                        "unit's incoming weights", rule=Rule("less", reference=0.2, inclusive=True),
+       requires=["stages", "nonnegative_units"])
+def test_selectivity_not_related_to_weight_norm(arch, sd_runs):
     """Spearman ρ(SI, L1 norm of incoming weights) ≤ 0, CI upper bound ≤ 0.2 (paper
     appendix).
 
@@ -732,6 +710,4 @@ def test_SD_15_selectivity_not_related_to_weight_norm(arch, sd_runs):
         return torch.cat([si[layer] for layer in layers]), torch.cat(norms)
 
     rhos = _per_seed_rho(runs, pairs)
-    return _mean_rho("SD-15", "class selectivity is not positively related to the L1 norm "
-                     "of a unit's incoming weights", rhos,
-                     Rule("less", reference=0.2, inclusive=True), "rho(SI, L1 norm)")
+    return _mean_rho(rhos, "rho(SI, L1 norm)")

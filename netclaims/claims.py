@@ -1,15 +1,19 @@
 """How a claim is declared, parametrized and judged.
 
-A claim is a test function in ``claims/`` decorated with :func:`claim`, which ties it to a
-catalogue id, its paper and its one-sentence finding, and may declare what it needs of an
-architecture. It gets runs from fixtures, computes its statistic with ``netclaims.metrics``
-and ``netclaims.stats``, and returns a :class:`~netclaims.stats.Verdict`; the plugin turns the
-verdict into the pytest outcome and the report::
+A claim is a test function in ``claims/`` decorated with :func:`claim`, which states once
+its catalogue id, its one-sentence finding and its pre-registered rule, and may declare what
+it needs of an architecture. The body gets runs from fixtures, measures the statistic with
+``netclaims.metrics`` and ``netclaims.stats`` and returns the estimate (an
+:class:`~netclaims.stats.Estimate`, or :class:`~netclaims.stats.Evidence` with the data behind
+it); the plugin judges it with the rule and turns the verdict into the pytest outcome and the
+report::
 
-    @claim("SD-7", paper="SD", finding="batch norm makes nets robust to ablation")
-    def test_SD_7_batchnorm_robust_to_ablation(arch, train_run, seeds):
-        ...
-        return judge("SD-7", estimate, Rule("greater"))
+    paper("SD", "Reliance on single directions (Morcos et al. 2018)")
+
+    @claim("SD-7", finding="batch norm makes nets robust to ablation", rule=Rule("greater"))
+    def test_SD_7(arch, sd_runs):
+        auc = {bn: [ablation_auc(run) for run in sd_runs(bn)] for bn in (True, False)}
+        return seed_paired(auc[True], auc[False], statistic="AUC(BN) - AUC(no BN)")
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from typing import Any
 import pytest
 
 from netclaims.preflight import CAPABILITIES, Architecture, NotApplicable
+from netclaims.stats import Rule
 
 PAPERS: dict[str, str] = {}
 """Paper prefix → title, filled by :func:`paper` (the suite declares the papers it uses)."""
@@ -60,10 +65,12 @@ class ClaimInfo:
     id: str
     paper: str
     finding: str
+    rule: Rule
     requires: frozenset[str] = frozenset()
 
     @property
-    def test_name(self) -> str:
+    def keyword(self) -> str:
+        """The id as a ``-k`` identifier (``SD_7``)."""
         return self.id.replace("-", "_")
 
     @property
@@ -71,11 +78,16 @@ class ClaimInfo:
         return PAPERS.get(self.paper, self.paper)
 
 
-def claim(id: str, *, paper: str | None = None, finding: str,
+def claim(id: str, *, finding: str, rule: Rule, paper: str | None = None,
           requires: Iterable[str] = ()) -> Callable[[Callable], Callable]:
     """Declare a test function as the claim ``id`` of its paper (declared with
-    :func:`paper`), with the capabilities it needs of an architecture (see
-    :data:`netclaims.preflight.CAPABILITIES`)."""
+    :func:`paper`; by default the id's prefix), asserting ``finding`` under the
+    pre-registered ``rule``, with the capabilities it needs of an architecture (see
+    :data:`netclaims.preflight.CAPABILITIES`). The function returns what it measured; the
+    plugin judges it with ``rule``."""
+    if not isinstance(rule, Rule):
+        raise TypeError(f"claim {id}: rule must be a netclaims.stats.Rule, got "
+                        f"{type(rule).__name__}")
     prefix = id.split("-")[0]
     paper = paper or prefix
     if paper not in PAPERS:
@@ -87,7 +99,7 @@ def claim(id: str, *, paper: str | None = None, finding: str,
     if unknown:
         raise ValueError(f"claim {id}: unknown requirements {sorted(unknown)}; "
                          f"valid ones are {list(CAPABILITIES)}")
-    info = ClaimInfo(id, paper, finding, needs)
+    info = ClaimInfo(id, paper, finding, rule, needs)
 
     def mark(fn: Callable) -> Callable:
         fn.netclaims_claim = info
@@ -117,4 +129,4 @@ def checkpoint_schedule(epochs: int, steps_per_epoch: int, *, inside_first: int 
 
 
 __all__ = ["CAPABILITIES", "DEFAULT_ARCHS", "PAPERS", "SCALES", "Architecture", "ClaimInfo",
-           "NotApplicable", "checkpoint_schedule", "claim", "grid", "paper"]
+           "NotApplicable", "Rule", "checkpoint_schedule", "claim", "grid", "paper"]

@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import re
 import shutil
 import sys
 from collections.abc import Sequence
@@ -28,16 +27,6 @@ from netclaims.report import (
 )
 from netclaims.store import Store, iter_entries
 
-CLAIM_PATTERN = re.compile(r'@claim\(\s*"(?P<id>[A-Z]{2}-\d+)"[^)]*?finding="(?P<finding>[^"]*)"',
-                           re.S)
-
-
-def _catalogue(claims_dir: Path) -> list[tuple[str, str]]:
-    found = []
-    for path in sorted(claims_dir.glob("test_*.py")):
-        found += [(m["id"], m["finding"]) for m in CLAIM_PATTERN.finditer(path.read_text())]
-    return found
-
 
 def cmd_list(args: argparse.Namespace) -> int:
     """The claims in ``claims/`` with each one's verdicts in the last report."""
@@ -47,9 +36,10 @@ def cmd_list(args: argparse.Namespace) -> int:
         for r in load_report(report_path)["records"]:
             status.setdefault(r["id"], []).append(f"{r['arch']}: {r['verdict']} "
                                                   f"{estimate_text(r)}")
-    claims = _catalogue(Path(args.claims))
-    known = {cid for cid, _ in claims}
-    rows = [[cid, finding, "; ".join(status.get(cid, ["not run"]))] for cid, finding in claims]
+    claims = claims_in(Path(args.claims))
+    known = {info.id for info in claims}
+    rows = [[info.id, info.finding, "; ".join(status.get(info.id, ["not run"]))]
+            for info in claims]
     rows += [[cid, "(not in claims/)", "; ".join(v)] for cid, v in status.items()
              if cid not in known]
     if not rows:
@@ -60,10 +50,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def claims_in(claims_dir: Path) -> list[ClaimInfo]:
-    """The claims declared by the ``test_*.py`` files of a folder (imported, not run)."""
+    """The claims declared by the ``test_*.py`` files of a folder, imported (not run) after
+    the folder's ``conftest.py``, where a suite may declare its papers."""
     infos = []
-    for path in sorted(claims_dir.glob("test_*.py")):
-        spec = importlib.util.spec_from_file_location(f"_netclaims_inspect_{path.stem}", path)
+    paths = sorted(claims_dir.glob("test_*.py"))
+    conftest = claims_dir / "conftest.py"
+    for path in ([conftest] if conftest.exists() else []) + paths:
+        spec = importlib.util.spec_from_file_location(f"_netclaims_claims_{path.stem}", path)
         module = importlib.util.module_from_spec(spec)
         spec.loader.exec_module(module)
         infos += [fn.netclaims_claim for fn in vars(module).values()
@@ -85,8 +78,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 4
     print(f"{arch.name} on task {task.name} (input_shape {task.input_shape}, "
           f"{task.num_classes} classes)\n")
-    print(tabulate([[u.name, u.stage, u.units, u.shape] for u in arch.layers],
-                   ["unit layer", "stage", "units", "activation (without batch)"],
+    print(tabulate([[u.name, u.stage, u.units, u.shape, "yes" if u.nonnegative else "no"]
+                    for u in arch.layers],
+                   ["unit layer", "stage", "units", "activation (without batch)", ">= 0"],
                    tablefmt="simple"))
     reasons = dict(arch.missing)
     offered = [[c, "yes" if c in arch.capabilities else f"no: {reasons.get(c, 'none found')}"]

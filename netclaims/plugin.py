@@ -1,10 +1,11 @@
 """The netclaims pytest plugin (registered through the ``pytest11`` entry point).
 
 Options (group ``netclaims``, each also an ini setting without the leading dashes and with
-underscores), fixtures that hand claims trained runs from the store, the turning of a claim's
-:class:`~netclaims.stats.Verdict` into a pytest outcome, baseline comparison, progress lines
-while runs train, and the report (terminal table, JSON, Markdown, HTML). Records travel from
-pytest-xdist workers to the controller in each test report's ``user_properties``.
+underscores), fixtures that hand claims trained runs from the store, the judging of what a
+claim measured with its rule into a :class:`~netclaims.stats.Verdict` and a pytest outcome,
+baseline comparison, progress lines while runs train, and the report (terminal table, JSON,
+Markdown, HTML). Records travel from pytest-xdist workers to the controller in each test
+report's ``user_properties``.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from netclaims.report import (
     terminal_table,
     write_reports,
 )
-from netclaims.stats import Outcome, Verdict
+from netclaims.stats import Estimate, Evidence, Outcome, Verdict, judge
 from netclaims.store import Run, Store, describe_training, provenance, training_summary
 from netclaims.train import RunSpec
 
@@ -201,6 +202,14 @@ def pytest_configure(config: pytest.Config) -> None:
 def _claim_info(item: pytest.Item) -> ClaimInfo | None:
     marker = item.get_closest_marker("netclaims_claim")
     return marker.args[0] if marker is not None else None
+
+
+def pytest_itemcollected(item: pytest.Item) -> None:
+    """A claim is selected by its id: ``-k SD-7`` or ``-k SD_7`` (the test's name need not
+    repeat it)."""
+    info = _claim_info(item)
+    if info is not None:
+        item.extra_keyword_matches.update({info.id, info.keyword})
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
@@ -459,14 +468,17 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     pyfuncitem.stash[INFO] = info
     args = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
     try:
-        verdict = pyfuncitem.obj(**args)
+        measured = pyfuncitem.obj(**args)
     except NotApplicable as reason:
         # reported at the claim's own location, not the plugin's
         raise pytest.skip.Exception(f"not applicable: {reason}",
                                     _use_item_location=True) from None
-    if not isinstance(verdict, Verdict):
-        raise TypeError(f"claim {info.id} returned {type(verdict).__name__}; a claim must "
-                        "return a netclaims.stats.Verdict")
+    if not isinstance(measured, Estimate | Evidence):
+        raise TypeError(f"claim {info.id} returned {type(measured).__name__}; a claim "
+                        "returns what it measured: a netclaims.stats.Estimate, or "
+                        "netclaims.stats.Evidence with the data behind it (the plugin judges "
+                        "it with the rule given to @claim)")
+    verdict = judge(info.id, measured, info.rule, finding=info.finding)
     pyfuncitem.stash[VERDICT] = verdict
     settings = pyfuncitem.config.stash[SETTINGS]
     message = verdict.summary()

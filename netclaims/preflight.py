@@ -30,6 +30,8 @@ CAPABILITIES: dict[str, str] = {
     "width": "a 'width' knob",
     "depth": "a 'depth' knob",
     "preactivations": "declared pre-activations (model.netclaims_preactivations)",
+    "nonnegative_units": "unit activations that are never negative (ReLU-like), as class "
+                         "selectivity assumes",
     "feature_vectors": "inputs of shape (features,) (the teacher task)",
 }
 """What a claim may require of an architecture, and what each means."""
@@ -53,6 +55,7 @@ class UnitLayer:
     stage: str
     units: int
     shape: tuple[int, ...]
+    nonnegative: bool
 
 
 @dataclass(frozen=True)
@@ -133,8 +136,27 @@ def _unit_layers(name: str, model: nn.Module, x: torch.Tensor) -> tuple[UnitLaye
         raise _fail(name, f"unit layers {silent} never run in a forward pass (or run "
                     "several times)", "name each call of a reused module as 'name#k' in "
                     "netclaims_stages, or leave the stages to netclaims")
+    modules = dict(model.named_modules())
     return tuple(UnitLayer(layer, stages.stage_of(layer), int(recorded[layer].shape[1]),
-                           tuple(recorded[layer].shape[1:])) for layer in stages.layers)
+                           tuple(recorded[layer].shape[1:]),
+                           _never_negative(modules.get(layer.split("#")[0]), recorded[layer]))
+                 for layer in stages.layers)
+
+
+def _never_negative(module: nn.Module | None, seen: torch.Tensor) -> bool:
+    """Whether a unit layer's activations are never negative: none on the probe batch, and
+    none from its module on inputs from -4 to 4 where it is elementwise (a GELU dips below
+    zero only there)."""
+    if bool((seen < 0).any()):
+        return False
+    grid = torch.linspace(-4.0, 4.0, 161)
+    try:
+        with torch.no_grad():
+            out = module(grid)
+    except Exception:  # not an elementwise module: the probe batch decides
+        return True
+    return not (isinstance(out, torch.Tensor) and out.shape == grid.shape
+                and bool((out < 0).any()))
 
 
 def _try(name: str, **kwargs) -> str | None:
@@ -190,6 +212,11 @@ def preflight(name: str, data: Dataset) -> Architecture:
             missing["batchnorm"] = why
     else:
         missing["batchnorm"] = "the net has no BatchNorm layers and no 'batchnorm' knob"
+    signed = [layer.name for layer in layers if not layer.nonnegative]
+    if signed:
+        missing["nonnegative_units"] = f"unit layers {signed} take negative values"
+    else:
+        found.add("nonnegative_units")
     if getattr(model, "netclaims_preactivations", None):
         found.add("preactivations")
     else:

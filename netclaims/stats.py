@@ -295,12 +295,15 @@ def _fmt(x: float) -> str:
 
 @dataclass(frozen=True)
 class Rule:
-    """A pre-registered decision rule from ``CLAIMS.md``.
+    """A pre-registered decision rule from the catalogue, declared once in a claim's
+    ``@claim(..., rule=...)``.
 
     ``direction="greater"``: the effect is predicted above ``reference``; ``"less"``: below;
     ``"within"``: inside ``band``. ``min_effect``: the point estimate must reach it (``>=`` for
     greater, ``<=`` for less). ``inclusive``: the CI may touch ``reference`` (rows written
-    "≥" or "≤" with a bound).
+    "≥" or "≤" with a bound). ``also``: further conditions the catalogue row names (e.g.
+    "hit rate > chance"); the claim reports whether each held in :attr:`Evidence.checks`, and
+    one that did not hold turns a PASS into INCONCLUSIVE.
     """
 
     direction: Literal["greater", "less", "within"]
@@ -308,12 +311,16 @@ class Rule:
     min_effect: float | None = None
     band: tuple[float, float] | None = None
     inclusive: bool = False
+    also: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if self.direction not in ("greater", "less", "within"):
             raise ValueError(f"direction must be greater, less or within, got {self.direction!r}")
         if self.direction == "within" and (self.band is None or self.band[0] > self.band[1]):
             raise ValueError("a 'within' rule needs band=(low, high) with low <= high")
+        if isinstance(self.also, str):
+            raise TypeError(f"Rule(also=...) takes a tuple of conditions, got the string "
+                            f"{self.also!r}; write also=({self.also!r},)")
 
     def describe(self) -> str:
         if self.direction == "within":
@@ -324,9 +331,10 @@ class Rule:
         if self.min_effect is not None:
             bound = ">=" if self.direction == "greater" else "<="
             text += f" and estimate {bound} {_fmt(self.min_effect)}"
-        return text
+        return "; ".join((text, *self.also))
 
     def judge(self, estimate: Estimate) -> Outcome:
+        """The outcome of the rule on the estimate alone (without :attr:`also`)."""
         if not estimate.finite or estimate.ci_low > estimate.ci_high:
             return Outcome.ERROR
         lo, hi, v = estimate.ci_low, estimate.ci_high, estimate.value
@@ -347,6 +355,17 @@ class Rule:
         if on_side and reaches:
             return Outcome.PASS
         return Outcome.FAIL if other_side else Outcome.INCONCLUSIVE
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """What a claim measured, for the plugin to judge with the claim's rule: the
+    :class:`Estimate` of its statistic, the data behind it (``details``, kept in the report)
+    and whether each further condition its rule names (:attr:`Rule.also`) held."""
+
+    estimate: Estimate
+    details: dict = field(default_factory=dict)
+    checks: dict[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -390,35 +409,47 @@ class Verdict:
         return out
 
 
-def judge(claim_id: str, estimate: Estimate, rule: Rule, *, finding: str = "",
-          details: dict | None = None) -> Verdict:
-    """Apply ``rule`` to ``estimate``. Non-finite numbers give ERROR with the reason."""
+def judge(claim_id: str, evidence: Evidence | Estimate, rule: Rule, *,
+          finding: str = "") -> Verdict:
+    """Apply ``rule`` to ``evidence`` (an :class:`Estimate` is evidence without details).
+    Non-finite numbers give ERROR with the reason; a condition of :attr:`Rule.also` that
+    did not hold turns a PASS into INCONCLUSIVE."""
+    if isinstance(evidence, Estimate):
+        evidence = Evidence(evidence)
+    missing = [c for c in rule.also if c not in evidence.checks]
+    unknown = [c for c in evidence.checks if c not in rule.also]
+    if missing or unknown:
+        raise ValueError(f"claim {claim_id}: its rule names the conditions {list(rule.also)} "
+                         f"and its evidence reports {list(evidence.checks)}; they must match")
+    estimate = evidence.estimate
     outcome = rule.judge(estimate)
     reason = ""
     if outcome is Outcome.ERROR:
         reason = ("non-finite estimate or CI" if not estimate.finite
                   else "the CI's lower bound exceeds its upper bound")
+    unmet = [c for c in rule.also if not evidence.checks[c]]
+    if outcome is Outcome.PASS and unmet:
+        outcome, reason = Outcome.INCONCLUSIVE, "not met: " + "; ".join(unmet)
     return Verdict(claim_id=claim_id, finding=finding, statistic=estimate.statistic,
                    estimate=estimate.value, ci_low=estimate.ci_low, ci_high=estimate.ci_high,
                    n=estimate.n, p_value=estimate.p_value, rule=rule.describe(),
                    outcome=outcome, method=estimate.method, reason=reason,
-                   details=dict(details or {}))
+                   details=dict(evidence.details))
 
 
-def judge_mean(claim_id: str, values: ArrayLike, rule: Rule, *, statistic: str,
-               finding: str = "", details: dict | None = None) -> Verdict:
-    """:func:`judge` the mean of per-seed effects (:func:`mean`: bootstrap CI over the
-    seeds), named ``statistic``; the per-seed values are kept in the details."""
+def seed_mean(values: ArrayLike, *, statistic: str, details: dict | None = None) -> Evidence:
+    """Evidence from per-seed effects: their mean (:func:`mean`: bootstrap CI over the
+    seeds), named ``statistic``, with the per-seed values kept in the details."""
     per_seed = np.asarray(values, dtype=float).tolist()
-    return judge(claim_id, replace(mean(per_seed), statistic=statistic), rule, finding=finding,
-                 details={"per_seed": per_seed, **(details or {})})
+    return Evidence(replace(mean(per_seed), statistic=statistic),
+                    {"per_seed": per_seed, **(details or {})})
 
 
-def judge_paired(claim_id: str, a: ArrayLike, b: ArrayLike, rule: Rule, *, statistic: str,
-                 finding: str = "", details: dict | None = None) -> Verdict:
-    """:func:`judge` the paired mean difference ``a − b`` of per-seed values
-    (:func:`mean_difference` with ``paired=True``), named ``statistic``; both sides are kept
-    in the details."""
+def seed_paired(a: ArrayLike, b: ArrayLike, *, statistic: str,
+                details: dict | None = None) -> Evidence:
+    """Evidence from per-seed values of two conditions: the paired mean difference
+    ``a − b`` (:func:`mean_difference` with ``paired=True``), named ``statistic``, with both
+    sides kept in the details."""
     x, y = np.asarray(a, dtype=float).tolist(), np.asarray(b, dtype=float).tolist()
     est = replace(mean_difference(x, y, paired=True), statistic=statistic)
-    return judge(claim_id, est, rule, finding=finding, details={"a": x, "b": y, **(details or {})})
+    return Evidence(est, {"a": x, "b": y, **(details or {})})

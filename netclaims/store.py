@@ -477,7 +477,7 @@ def training_summary(store: Store, keys: Iterable[str], since: float) -> dict[st
         if manifest["started"] >= since:
             trained += 1
             seconds += manifest["train_seconds"]
-    return {"runs": runs, "trained": trained, "train_seconds": round(seconds, 1),
+    return {"runs": runs, "trained": trained, "train_seconds": round(seconds, 3),
             "missing": missing}
 
 

@@ -649,7 +649,9 @@ class Intervention:
         )
 
     def without_noise(self) -> Intervention:
-        return Intervention(self.units, keep=self.keep, fill=self.fill,
+        """The same masks with zero noise (deterministic, and still ``masks`` of them)."""
+        zero = None if self.noise_std is None else torch.zeros_like(self.noise_std)
+        return Intervention(self.units, keep=self.keep, fill=self.fill, noise_std=zero,
                             per_position=self.per_position)
 
 

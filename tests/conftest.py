@@ -18,7 +18,6 @@ if not os.environ.get("CI"):
     settings.load_profile("dev")
 
 
-
 def _import_the_optimizers() -> None:
     """pytester runs sessions in this process and then drops the modules they imported;
     the optimizers' first step imports torch internals that register operator libraries,
@@ -31,6 +30,15 @@ def _import_the_optimizers() -> None:
 
 
 _import_the_optimizers()
+
+
+@pytest.fixture(autouse=True)
+def _papers_declared_per_test(monkeypatch):
+    """Papers a test declares (directly or through a pytester session in this process) are
+    forgotten after it, so two tests may give one prefix different titles."""
+    import netclaims.claims
+
+    monkeypatch.setattr(netclaims.claims, "PAPERS", dict(netclaims.claims.PAPERS))
 
 
 class ConvNet(nn.Module):

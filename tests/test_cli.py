@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -34,8 +35,13 @@ def _report(tmp_path, runs=()):
 def test_list_shows_claims_and_last_verdicts(tmp_path, capsys):
     claims = tmp_path / "claims"
     claims.mkdir()
-    (claims / "test_x.py").write_text('@claim("SD-13", finding="zero vs mean")\n'
-                                      '@claim("SD-14", finding="depth")\n')
+    (claims / "test_x.py").write_text(
+        "from netclaims.claims import Rule, claim, paper\n"
+        "paper('SD', 'Single directions')\n"
+        "@claim('SD-13', finding='zero vs mean', rule=Rule('greater'))\n"
+        "def test_zero_vs_mean(arch):\n    pass\n"
+        "@claim('SD-14', finding='depth', rule=Rule('greater'))\n"
+        "def test_depth(arch):\n    pass\n")
     path, _ = _report(tmp_path)
     assert main(["list", "--claims", str(claims), "--report", str(path)]) == 0
     out = capsys.readouterr().out
@@ -98,18 +104,19 @@ def test_inspect_prints_units_capabilities_and_claims(tmp_path, capsys, monkeypa
     claims = tmp_path / "claims"
     claims.mkdir()
     (claims / "test_mine.py").write_text(
-        "from netclaims.claims import claim, paper\n"
+        "from netclaims.claims import Rule, claim, paper\n"
         "paper('MY', \"My lab's findings\")\n"
-        "@claim('MY-1', finding='runs anywhere')\n"
-        "def test_MY_1(arch):\n    pass\n"
-        "@claim('MY-2', finding='needs width', requires=['width'])\n"
-        "def test_MY_2(arch):\n    pass\n")
+        "@claim('MY-1', finding='runs anywhere', rule=Rule('greater'))\n"
+        "def test_runs_anywhere(arch):\n    pass\n"
+        "@claim('MY-2', finding='needs width', rule=Rule('greater'), requires=['width'])\n"
+        "def test_needs_width(arch):\n    pass\n")
     monkeypatch.chdir(Path(__file__).parents[1])  # examples/ importable as from the repo
     assert main(["inspect", "examples.architectures:basicblock_resnet", "--task", "digits",
                  "--claims", str(claims)]) == 0
     out = capsys.readouterr().out
     assert "layer1.relu#1  intermediate       16" in out
-    assert "width            no: the factory takes none" in out
+    assert re.search(r"\nwidth +no: the factory takes none", out)
+    assert re.search(r"\nnonnegative_units +yes", out)
     assert "claims in" in out and "1 run, 1 N/A" in out
     assert "MY-2  needs width" in out and "needs a 'width' knob (the factory takes none)" in out
     assert main(["inspect", "examples.architectures:cnn2d"]) == 4  # 2-D net on 1-D inputs

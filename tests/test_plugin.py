@@ -16,34 +16,40 @@ def literal(text: str) -> str:
 
 OUTCOMES = '''
 from netclaims.claims import claim
-from netclaims.stats import Estimate, Rule, judge
+from netclaims.stats import Estimate, Evidence, Rule
 
-def _v(cid, value, lo, hi, rule):
-    return judge(cid, Estimate("rho", value, lo, hi, 12, 0.01), rule, finding="a finding")
+def _rho(value, lo, hi):
+    return Estimate("rho", value, lo, hi, 12, 0.01)
 
-@claim("SD-1", finding="passes")
-def test_SD_1_passes():
-    return _v("SD-1", -0.83, -0.95, -0.61, Rule("less", min_effect=-0.5))
+@claim("SD-1", finding="passes", rule=Rule("less", min_effect=-0.5))
+def test_passes():
+    return _rho(-0.83, -0.95, -0.61)
 
-@claim("SD-2", finding="fails")
-def test_SD_2_fails():
-    return _v("SD-2", 0.4, 0.1, 0.7, Rule("less"))
+@claim("SD-2", finding="fails", rule=Rule("less"))
+def test_fails():
+    return _rho(0.4, 0.1, 0.7)
 
-@claim("SD-3", finding="inconclusive")
-def test_SD_3_inconclusive():
-    return _v("SD-3", -0.1, -0.4, 0.2, Rule("less"))
+@claim("SD-3", finding="inconclusive", rule=Rule("less"))
+def test_inconclusive():
+    return _rho(-0.1, -0.4, 0.2)
 
-@claim("SD-4", finding="crashes")
-def test_SD_4_crashes():
+@claim("SD-4", finding="crashes", rule=Rule("less"))
+def test_crashes():
     raise RuntimeError("the protocol broke")
 
-@claim("RD-9", finding="needs a transformer", requires=["transformer"])
-def test_RD_9_needs_transformer(arch):
+@claim("RD-9", finding="needs a transformer", rule=Rule("greater"), requires=["transformer"])
+def test_needs_transformer(arch):
     raise AssertionError("must not run on a non-transformer")
 
-@claim("SD-5", finding="forgets to return")
-def test_SD_5_no_verdict():
+@claim("SD-5", finding="forgets to return", rule=Rule("less"))
+def test_no_estimate():
     pass
+
+@claim("SD-6", finding="holds only with its second condition",
+       rule=Rule("less", also=("hit rate > chance",)))
+def test_second_condition():
+    return Evidence(_rho(-0.83, -0.95, -0.61), {"hit_rate": 0.1},
+                    checks={"hit rate > chance": False})
 '''
 
 
@@ -71,21 +77,26 @@ def test_entry_point_registered():
 def test_every_outcome(claims_env):
     claims_env.makepyfile(test_claims=OUTCOMES)
     result = claims_env.runpytest("--netclaims-arch", "mlp", "-rA")
-    result.assert_outcomes(passed=1, failed=4, skipped=1)
-    for line in (literal("SD-2 a finding: rho=0.4 [0.1,0.7] n=12 p=0.01, needs CI < 0 -> FAIL"),
-                 literal("SD-3 a finding: rho=-0.1 [-0.4,0.2] n=12 p=0.01, needs CI < 0 -> "
+    result.assert_outcomes(passed=1, failed=5, skipped=1)
+    for line in (literal("SD-2 fails: rho=0.4 [0.1,0.7] n=12 p=0.01, needs CI < 0 -> FAIL"),
+                 literal("SD-3 inconclusive: rho=-0.1 [-0.4,0.2] n=12 p=0.01, needs CI < 0 -> "
                          "INCONCLUSIVE"),
+                 literal("needs CI < 0; hit rate > chance -> INCONCLUSIVE (not met: hit rate "
+                         "> chance)"),
                  "*RuntimeError: the protocol broke*",
                  "SKIPPED*test_claims.py*not applicable: RD-9 needs attention layers "
                  "(nn.MultiheadAttention) (none found)*",
-                 "*claim SD-5 returned NoneType*"):
+                 "*claim SD-5 returned NoneType; a claim returns what it measured*"):
         result.stdout.fnmatch_lines([line])
     report = json.loads((claims_env.path / "netclaims-report" / "report.json").read_text())
     verdicts = {r["id"]: r["verdict"] for r in report["records"]}
     assert verdicts == {"SD-1": "PASS", "SD-2": "FAIL", "SD-3": "INCONCLUSIVE",
-                        "SD-4": "ERROR", "SD-5": "ERROR", "RD-9": "N/A"}
+                        "SD-4": "ERROR", "SD-5": "ERROR", "SD-6": "INCONCLUSIVE",
+                        "RD-9": "N/A"}
+    details = {r["id"]: r.get("details") for r in report["records"]}
+    assert details["SD-6"] == {"hit_rate": 0.1}
     result.stdout.fnmatch_lines(["*= netclaims =*", "SD: Reliance on single directions*",
-                                 "*1 PASS, 1 FAIL, 1 INCONCLUSIVE, 2 ERROR, 1 N/A*"])
+                                 "*1 PASS, 1 FAIL, 2 INCONCLUSIVE, 2 ERROR, 1 N/A*"])
 
 
 def test_inconclusive_may_pass(claims_env):
@@ -122,12 +133,12 @@ def test_junitxml_carries_numbers(claims_env):
 BASELINE_CLAIM = '''
 import os
 from netclaims.claims import claim
-from netclaims.stats import Estimate, Rule, judge
+from netclaims.stats import Estimate, Rule
 
-@claim("SD-7", finding="batch norm")
-def test_SD_7():
+@claim("SD-7", finding="batch norm", rule=Rule("greater"))
+def test_batchnorm():
     value = float(os.environ.get("EFFECT", "0.5"))
-    return judge("SD-7", Estimate("diff", value, value - 0.1, value + 0.1, 6), Rule("greater"))
+    return Estimate("diff", value, value - 0.1, value + 0.1, 6)
 '''
 
 
@@ -230,14 +241,14 @@ def functional(input_shape, num_classes, width=1.0):
 STAGE_CLAIM = '''
 from netclaims import models
 from netclaims.claims import claim
-from netclaims.stats import Estimate, Rule, judge
+from netclaims.stats import Estimate, Rule
 
-@claim("SE-3", finding="stages")
-def test_SE_3(arch, train_run):
+@claim("SE-3", finding="stages", rule=Rule("greater"))
+def test_stages(arch, train_run):
     run = train_run(arch, epochs=1, width=1.0)
     stages = models.stages_of(run.model)
     print("STAGES", arch.name, stages.groups)
-    return judge("SE-3", Estimate("n", 1.0, 1.0, 1.0, 1), Rule("greater"))
+    return Estimate("n", 1.0, 1.0, 1.0, 1)
 '''
 
 
@@ -339,9 +350,10 @@ def test_spec(run_spec, netclaims_settings):
 def test_prefetch_runs_trains_in_the_pool_for_selected_claims_only(claims_env):
     claims_env.makepyfile(test_p='''
 from netclaims.claims import NotApplicable, claim
+from netclaims.stats import Rule
 
-@claim("SD-1", finding="checks prefetching")
-def test_SD_1(arch, prefetch_runs, train_runs, run_spec, store, netclaims_settings,
+@claim("SD-1", finding="checks prefetching", rule=Rule("greater"))
+def test_prefetching(arch, prefetch_runs, train_runs, run_spec, store, netclaims_settings,
               monkeypatch):
     pooled = netclaims_settings.executor == "process"
     offset = 0 if pooled else 2  # one store for both sessions
@@ -369,14 +381,15 @@ def test_SD_1(arch, prefetch_runs, train_runs, run_spec, store, netclaims_settin
 def test_session_claims_are_the_selected_claims_and_architectures(claims_env):
     claims_env.makepyfile(test_c='''
 from netclaims.claims import NotApplicable, claim
+from netclaims.stats import Rule
 
-@claim("SD-1", finding="reads the selection")
-def test_SD_1(arch, session_claims):
+@claim("SD-1", finding="reads the selection", rule=Rule("greater"))
+def test_selection(arch, session_claims):
     assert session_claims == {("SD-1", "mlp"), ("SD-1", "convnet")}
     raise NotApplicable("only checks the selection")
 
-@claim("SD-2", finding="deselected")
-def test_SD_2(arch):
+@claim("SD-2", finding="deselected", rule=Rule("greater"))
+def test_deselected(arch):
     raise AssertionError("deselected claims do not run")
 ''')
     result = claims_env.runpytest("--netclaims-arch", "mlp", "--netclaims-arch", "convnet",
@@ -404,23 +417,23 @@ def test_dataset(netclaims_settings, run_spec):
 XDIST_CLAIMS = '''
 import os
 from netclaims.claims import claim
-from netclaims.stats import Estimate, Rule, judge
+from netclaims.stats import Estimate, Rule
 
 def _use(train_run, cid):
     run = train_run("mlp", dataset="digits", width=0.25, epochs=3)
     with open(os.environ["FRESH_LOG"], "a") as f:
         f.write(f"{cid} {run.fresh}\\n")
-    return judge(cid, Estimate("x", 1.0, 1.0, 1.0, 1), Rule("greater"))
+    return Estimate("x", 1.0, 1.0, 1.0, 1)
 
-@claim("SD-13", finding="a")
+@claim("SD-13", finding="a", rule=Rule("greater"))
 def test_SD_13(train_run):
     return _use(train_run, "SD-13")
 
-@claim("SD-14", finding="b")
+@claim("SD-14", finding="b", rule=Rule("greater"))
 def test_SD_14(train_run):
     return _use(train_run, "SD-14")
 
-@claim("SD-16", finding="c")
+@claim("SD-16", finding="c", rule=Rule("greater"))
 def test_SD_16(train_run):
     return _use(train_run, "SD-16")
 '''

@@ -9,7 +9,7 @@ import pytest
 from scipy import stats as sps
 
 from netclaims import stats
-from netclaims.stats import Estimate, Outcome, Rule, judge, judge_mean, judge_paired
+from netclaims.stats import Estimate, Evidence, Outcome, Rule, judge, seed_mean, seed_paired
 
 
 def _est(value, lo, hi, n=5, p=0.01):
@@ -146,18 +146,38 @@ def test_resampled_rejects_too_few_units_and_mostly_undefined_statistics():
         stats.resampled(undefined_unless_all_distinct, 5, name="x", n_resamples=200)
 
 
-def test_judge_mean_and_paired_name_the_statistic_and_keep_the_values():
-    verdict = judge_mean("X-1", [0.2, 0.3, 0.25], Rule("greater"), statistic="gap",
-                         finding="a gap", details={"note": 1})
+def test_seed_mean_and_paired_name_the_statistic_and_keep_the_values():
+    evidence = seed_mean([0.2, 0.3, 0.25], statistic="gap", details={"note": 1})
+    verdict = judge("X-1", evidence, Rule("greater"), finding="a gap")
     assert verdict.statistic == "gap" and verdict.estimate == pytest.approx(0.25)
     assert verdict.outcome is Outcome.PASS
     assert verdict.details == {"per_seed": [0.2, 0.3, 0.25], "note": 1}
-    paired = judge_paired("X-2", [1.0, 2.0, 3.0], [1.5, 2.5, 3.5], Rule("greater"),
-                          statistic="a - b")
+    paired = judge("X-2", seed_paired([1.0, 2.0, 3.0], [1.5, 2.5, 3.5], statistic="a - b"),
+                   Rule("greater"))
     assert paired.estimate == pytest.approx(-0.5) and paired.outcome is Outcome.FAIL
     assert paired.details == {"a": [1.0, 2.0, 3.0], "b": [1.5, 2.5, 3.5]}
     with pytest.raises(ValueError, match="equal sizes"):
-        judge_paired("X-3", [1.0, 2.0], [1.0, 2.0, 3.0], Rule("less"), statistic="d")
+        seed_paired([1.0, 2.0], [1.0, 2.0, 3.0], statistic="d")
+
+
+def test_a_rule_s_further_conditions_are_reported_by_the_evidence():
+    rule = Rule("greater", min_effect=0.5, also=("hit rate > chance",))
+    assert rule.describe() == "CI > 0 and estimate >= 0.5; hit rate > chance"
+    strong = Estimate("rho", 0.8, 0.6, 0.9, 12)
+    met = judge("X-1", Evidence(strong, checks={"hit rate > chance": True}), rule)
+    unmet = judge("X-1", Evidence(strong, checks={"hit rate > chance": False}), rule)
+    assert met.outcome is Outcome.PASS and met.reason == ""
+    assert unmet.outcome is Outcome.INCONCLUSIVE
+    assert unmet.reason == "not met: hit rate > chance"
+    weak = judge("X-1", Evidence(Estimate("rho", -0.8, -0.9, -0.6, 12),
+                                 checks={"hit rate > chance": False}), rule)
+    assert weak.outcome is Outcome.FAIL  # a failed condition never softens a FAIL
+    with pytest.raises(ValueError, match="they must match"):
+        judge("X-1", strong, rule)  # the condition was not reported
+    with pytest.raises(ValueError, match="they must match"):
+        judge("X-1", Evidence(strong, checks={"other": True}), Rule("greater"))
+    with pytest.raises(TypeError, match="also="):
+        Rule("greater", also="hit rate > chance")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("paired", [True, False])

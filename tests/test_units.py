@@ -260,6 +260,15 @@ def test_skip_connection_detected_and_input_replicated_instead(residual_model):
     assert units._choose_strategy(plain, x, {"1": ablation(4, [0])}) == "sequential"
 
 
+def test_noise_alone_is_probed_with_all_its_masks(residual_model):
+    """The probe drops the noise but keeps the masks, so a skip connection is seen."""
+    x = torch.randn(8, 6)
+    iv = {"relu": noise(torch.full((4, 12), 0.5))}
+    assert units._choose_strategy(residual_model, x, iv) == "batched_input"
+    out = intervened_outputs(residual_model, x, iv, generator=torch.Generator().manual_seed(0))
+    assert out.shape == (4, 8, residual_model(x).shape[-1])
+
+
 def test_batching_falls_back_to_sequential_when_no_batched_path_is_exact():
     class PerBatch(nn.Module):  # normalizes over the batch: rows are not independent
         def __init__(self) -> None:
