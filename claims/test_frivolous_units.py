@@ -16,7 +16,7 @@ seeds. On 500 test samples, per net:
   ≤ 5% of the variance (feature maps are units, positions samples), times k/4, averaged over
   layers;
 * gain g: the mean over consecutive doublings of value(2k)/value(k) of the mean-over-seeds
-  curve; its CI resamples seeds.
+  curve; its CI is the jackknife's over seeds (each seed left out in turn).
 
 The secondary conditions (regularizers, initializations) use widths ¼, 1 and 4 and the gain
 per doubling of each quadrupling, against the plain series at the same widths.
@@ -27,6 +27,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from fractions import Fraction
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -159,7 +160,7 @@ def width_series(arch, train_runs, prefetch_runs, seeds, small_task) -> Callable
 
 
 def _gain_estimate(series: WidthSeries, measure: str, name: str) -> stats.Estimate:
-    return stats.resampled(lambda idx: series.gain(measure, idx), series.seeds, name=name)
+    return stats.jackknife(lambda idx: series.gain(measure, idx), series.seeds, name=name)
 
 
 def _width_axis(ax, factors: Sequence[float]) -> None:
@@ -241,9 +242,23 @@ def test_non_prunable_units_grow_slower(arch, width_series, save_figure):
     return _plain_gain("FU-4", arch, width_series, save_figure, "non-prunable")
 
 
-def _frivolous_gain(series: WidthSeries, idx: np.ndarray) -> float:
-    """g of frivolous units: the larger of the prunable and the redundant gains."""
-    return float(np.nanmax([series.gain("prunable", idx), series.gain("redundant", idx)]))
+FRIVOLOUS = ("prunable", "redundant")
+
+
+def _gains(series: dict[str, WidthSeries]) -> dict[tuple[str, str], Callable]:
+    """g(prunable) and g(redundant) of each series as functions of the seeds used, leaving
+    out a gain that is undefined on every seed (no unit of that kind at any width)."""
+    out = {}
+    for name, s in series.items():
+        for measure in FRIVOLOUS:
+            if np.isfinite(s.gain(measure)):
+                out[name, measure] = partial(s.gain, measure)
+    return out
+
+
+def _frivolous_gain(gains: dict[tuple[str, str], float], series: str) -> float:
+    """g of frivolous units of a series: the larger of its prunable and redundant gains."""
+    return max(v for (name, _), v in gains.items() if name == series)
 
 
 @claim("FU-5", finding="frivolous units also proliferate in nets trained on random labels",
@@ -253,15 +268,17 @@ def test_frivolous_units_with_random_labels(arch, width_series, save_figure):
 
     Scaled protocol: the width series trained on fully shuffled labels of the small task
     (which every width of the default architectures fits); the estimate is the larger of
-    the prunable and redundant gains, recomputed on each resample of seeds.
+    the prunable and redundant gains; its interval combines the two gains' jackknife
+    intervals at Bonferroni level.
     """
     both = width_series({**RANDOM_LABELS, **PLAIN})
     random, plain = both["random labels"], both["plain"]
     save_figure(_gain_figure({"true labels": plain, "random labels": random},
                              ("prunable", "redundant"), f"FU-5 random labels, {arch}"),
                 "random-label-gains")
-    est = stats.resampled(lambda idx: _frivolous_gain(random, idx), random.seeds,
-                          name="g(prunable or redundant), random labels")
+    est = stats.simultaneous(_gains({"random": random}), random.seeds,
+                             partial(_frivolous_gain, series="random"),
+                             name="g(prunable or redundant), random labels")
     return Evidence(est, {"g_prunable": random.gain("prunable"),
                           "g_redundant": random.gain("redundant")})
 
@@ -274,23 +291,24 @@ def test_regularizers_change_trends_modestly(arch, width_series, save_figure):
 
     Scaled protocol: widths ¼, 1, 4; dropout 0.2 on every unit layer, weight decay 5e-4, or
     the data's default augmentation (random shifts for sequences), each alone; gains of
-    prunable and redundant units; the largest relative change is the statistic, recomputed on
-    each resample of seeds (the same seeds for every condition).
+    prunable and redundant units; the largest relative change is the statistic, its
+    interval the largest of the changes' jackknife intervals at Bonferroni level (a seed left
+    out of every condition at once).
     """
     regularized = width_series({**PLAIN, **REGULARIZERS}, SHORT_FACTORS)
     plain = regularized.pop("plain")
 
-    def largest_change(idx: np.ndarray) -> float:
-        changes = []
-        for measure in ("prunable", "redundant"):
-            base = plain.gain(measure, idx)
-            changes += [abs(s.gain(measure, idx) - base) / base for s in regularized.values()]
-        return float(np.max(changes))
+    def change(idx: np.ndarray, measure: str, series: WidthSeries) -> float:
+        base = plain.gain(measure, idx)
+        return abs(series.gain(measure, idx) - base) / base
+
+    changes = {(name, m): partial(change, measure=m, series=s)
+               for name, s in regularized.items() for m in FRIVOLOUS}
 
     save_figure(_gain_figure({"plain": plain, **regularized}, ("prunable", "redundant"),
                              f"FU-6 regularizers, {arch}"), "regularizer-gains")
-    est = stats.resampled(largest_change, plain.seeds,
-                          name="max |g(regularized) - g(plain)| / g(plain)")
+    est = stats.simultaneous(changes, plain.seeds, lambda v: max(v.values()),
+                             name="max |g(regularized) - g(plain)| / g(plain)")
     return Evidence(est, {name: {m: s.gain(m) for m in ("prunable", "redundant")}
                           for name, s in {"plain": plain, **regularized}.items()})
 
@@ -304,23 +322,22 @@ def test_initialization_trades_prunable_for_redundant(arch, width_series, save_f
     Scaled protocol: widths ¼, 1, 4, normal He / Glorot / LeCun initializations (biases 0);
     for He vs Glorot and He vs LeCun the product Δg_prunable · Δg_redundant (negative when
     the signs are opposite); the statistic is the larger of the two products, so it is
-    below 0 only when both comparisons trade one kind for the other.
+    below 0 only when both comparisons trade one kind for the other; its interval is the
+    larger of the products' jackknife intervals at Bonferroni level.
     """
     series = width_series(INIT_CONDITIONS, SHORT_FACTORS)
     high, *lows = INITIALIZATIONS
 
-    def product(idx: np.ndarray) -> float:
-        out = []
-        for low in lows:
-            dp = series[high].gain("prunable", idx) - series[low].gain("prunable", idx)
-            dr = series[high].gain("redundant", idx) - series[low].gain("redundant", idx)
-            out.append(dp * dr)
-        return float(np.max(out))
+    def product(idx: np.ndarray, low: str) -> float:
+        dp = series[high].gain("prunable", idx) - series[low].gain("prunable", idx)
+        dr = series[high].gain("redundant", idx) - series[low].gain("redundant", idx)
+        return dp * dr
 
     save_figure(_gain_figure(series, ("prunable", "redundant"),
                              f"FU-7 initializations, {arch}"), "initialization-gains")
-    est = stats.resampled(product, series[high].seeds,
-                          name="max over low inits of dg_prunable * dg_redundant")
+    est = stats.simultaneous({low: partial(product, low=low) for low in lows},
+                             series[high].seeds, lambda v: max(v.values()),
+                             name="max over low inits of dg_prunable * dg_redundant")
     return Evidence(est, {init: {m: s.gain(m) for m in ("prunable", "redundant")}
                           for init, s in series.items()})
 
@@ -336,16 +353,18 @@ def test_frivolous_units_on_teacher_data(arch, width_series, save_figure):
     Scaled protocol: the teacher task at 10 and 1000 input dimensions (1000 training and
     1000 test samples); the width series of the architecture, trained with its registry
     protocol; the statistic is, over the two dimensions, the smaller of the frivolous gains
-    (the larger of prunable and redundant), recomputed on each resample of seeds. Needs an
-    architecture that takes feature vectors, as the paper's MLPs.
+    (the larger of prunable and redundant), its interval combining the gains' jackknife
+    intervals at Bonferroni level. Needs an architecture that takes feature vectors, as the
+    paper's MLPs.
     """
     series = width_series(TEACHER_CONDITIONS, task={})
     save_figure(_gain_figure(series,
                              ("prunable", "redundant"), f"FU-8 teacher task, {arch}"),
                 "teacher-gains")
     seeds = next(iter(series.values())).seeds
-    est = stats.resampled(lambda idx: min(_frivolous_gain(s, idx) for s in series.values()),
-                          seeds, name="min over dims of g(prunable or redundant)")
+    est = stats.simultaneous(
+        _gains(series), seeds, lambda v: min(_frivolous_gain(v, dim) for dim in series),
+        name="min over dims of g(prunable or redundant)")
     return Evidence(est, {d: {m: s.gain(m) for m in ("prunable", "redundant")}
                           for d, s in series.items()})
 

@@ -37,6 +37,7 @@ from netclaims.metrics import (
     c2_subclass_silhouette,
     c3_class_std_ratio,
     c4_class_distance_std_ratio,
+    granulated_kendall,
     group_taus,
     random_sharpness,
 )
@@ -216,36 +217,11 @@ def zoo(arch, scale, train_runs, run_spec, small_task, netclaims_settings) -> pd
     return pd.DataFrame(rows)
 
 
-def _tau_totals(frame: pd.DataFrame, measures: list[str], *,
-                seed: int = 0) -> tuple[list[float], np.ndarray]:
-    """Total granulated τ of each measure against test accuracy, and ``RESAMPLES`` bootstrap
-    totals (one row per resample) drawn by resampling, per hyperparameter, the groups of
-    models differing only in it: the same groups for every measure, so differences between
-    measures are paired."""
-    taus = {m: {a: np.array(t) for a, t in group_taus(frame, m, "test_acc", list(AXES)).items()
-                if t} for m in measures}
-    axes = list(taus[measures[0]])
-    if not axes:
-        raise ValueError("no hyperparameter varies within a group of models")
-    values = [float(np.mean([taus[m][a].mean() for a in axes])) for m in measures]
-    rng = np.random.default_rng(seed)
-    draws = np.empty((RESAMPLES, len(measures)))
-    for row in draws:
-        picks = {a: rng.integers(0, taus[measures[0]][a].size, taus[measures[0]][a].size)
-                 for a in axes}
-        row[:] = [np.mean([taus[m][a][picks[a]].mean() for a in axes]) for m in measures]
-    return values, draws
-
-
-def tau_estimate(frame: pd.DataFrame, measure: str, *, seed: int = 0) -> stats.Estimate:
-    """Total granulated τ of ``measure`` against test accuracy, with a CI that resamples,
-    per hyperparameter, the groups of models differing only in it."""
-    (value,), draws = _tau_totals(frame, [measure], seed=seed)
-    lo, hi = np.quantile(draws[:, 0], [0.025, 0.975])
-    return stats.Estimate(f"granulated tau({measure}, test accuracy)", value, float(lo),
-                          float(hi), len(frame), None,
-                          f"bootstrap percentile over groups per hyperparameter, {RESAMPLES} "
-                          f"resamples, seed {seed}")
+def tau_estimate(frame: pd.DataFrame, measure: str) -> stats.Estimate:
+    """Total granulated τ of ``measure`` against test accuracy over the zoo's axes."""
+    return replace(stats.granulated_tau(frame, measure, "test_acc", list(AXES),
+                                        n_resamples=RESAMPLES),
+                   statistic=f"granulated tau({measure}, test accuracy)")
 
 
 def _table_figure(frame: pd.DataFrame, arch):
@@ -339,13 +315,12 @@ def test_c3_beats_sharpness(arch, zoo):
     (larger = flatter, ranked against test accuracy as the paper's 1/σ′² reversed); the CI
     resamples groups per hyperparameter for both measures with the same draws.
     """
-    (c3, sharp), draws = _tau_totals(zoo, ["c3", "flatness"])
-    lo, hi = np.quantile(draws[:, 0] - draws[:, 1], [0.025, 0.975])
-    est = stats.Estimate("total tau(c3) - total tau(sharpness)", c3 - sharp,
-                         float(lo), float(hi), len(zoo), None,
-                         f"paired bootstrap over groups per hyperparameter, {RESAMPLES} "
-                         "resamples, seed 0")
-    return Evidence(est, {"tau_c3": c3, "tau_sharpness": sharp})
+    est = replace(stats.granulated_tau(zoo, "c3", "test_acc", list(AXES), minus="flatness",
+                                       n_resamples=RESAMPLES),
+                  statistic="total tau(c3) - total tau(sharpness)")
+    totals = {m: granulated_kendall(zoo, m, "test_acc", list(AXES))["total"]
+              for m in ("c3", "flatness")}
+    return Evidence(est, {"tau_c3": totals["c3"], "tau_sharpness": totals["flatness"]})
 
 
 def _layer_figure(zoo: pd.DataFrame, arch, title: str):

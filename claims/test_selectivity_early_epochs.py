@@ -16,13 +16,14 @@ The unregularized and the from-epoch-0 runs keep checkpoints at initialization, 
 inside the first epoch, every epoch up to 5 and every 5 epochs after. Selectivity: class
 selectivity index of every unit after the ReLU (conv maps averaged over positions) on the
 first 1000 test samples, averaged over the units of each layer, then over the layers of a
-stage. Effects are per seed; CIs over seeds (bootstrap), so with 3 seeds they are wide.
+stage. Effects are per seed; CIs over seeds (Student t), so with 3 seeds they are wide.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import replace
+from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -264,16 +265,16 @@ def test_late_stage_does_not_decline(arch, se_runs):
 def test_selectivity_settles_by_depth(arch, se_runs):
     """Spearman ρ(stage depth, final mean SI) > 0, ρ ≥ 0.5 (paper Fig. 2).
 
-    Scaled protocol: unregularized runs; the (stage index, final SI) points of every seed
-    pooled; CI by resampling points.
+    Scaled protocol: unregularized runs; per seed, ρ over the (stage index, final SI) points
+    of that net (points of one net are not independent of each other); mean over seeds with
+    a Student-t CI and the exact stratified permutation p-value.
     """
-    depths, values = [], []
-    for run in se_runs[NONE]:
-        final = _dynamics(run)["si"][-1]
-        depths += list(range(final.size))
-        values += final.tolist()
-    est = replace(stats.correlation(depths, values), statistic="rho(stage depth, final SI)")
-    return Evidence(est, {"depths": depths, "final_si": values})
+    finals = [_dynamics(run)["si"][-1] for run in se_runs[NONE]]
+    samples = [(np.arange(final.size), final) for final in finals]
+    est = replace(stats.mean_correlation(samples),
+                  statistic="mean over seeds of rho(stage depth, final SI)")
+    return Evidence(est, {"per_seed_rho": [stats.rank_correlation(*xy) for xy in samples],
+                          "final_si": [f.tolist() for f in finals]})
 
 
 # --------------------------------------------------------------------------- SE-4 … SE-7
@@ -360,13 +361,13 @@ def test_random_ablation_damage_constant(arch, se_runs):
     """|slope of the random-order AUC| / |slope of the selective-order AUC| < 1, same window
     and units as SE-6 (paper Fig. 5).
 
-    Scaled protocol: the slopes of SE-6 per seed; the ratio of their means over seeds, CI by
-    resampling seeds.
+    Scaled protocol: the slopes of SE-6 per seed; the ratio of their means over seeds,
+    jackknife CI over seeds on the log scale (a ratio's interval is skewed).
     """
     selective = np.array([_window_slopes(r, "selective") for r in se_runs[NONE]])
     randoms = np.array([_window_slopes(r, "random") for r in se_runs[NONE]])
-    est = stats.resampled(lambda idx: abs(randoms[idx].mean()) / abs(selective[idx].mean()),
-                          len(selective), name="|slope random| / |slope selective|")
+    est = stats.jackknife(lambda idx: abs(randoms[idx].mean()) / abs(selective[idx].mean()),
+                          len(selective), name="|slope random| / |slope selective|", log=True)
     return Evidence(est, {"selective": selective.tolist(), "random": randoms.tolist()})
 
 
@@ -437,19 +438,24 @@ def test_first_epoch_is_the_critical_period(arch, se_runs):
     """(max − min final accuracy over start epochs 1…5) − the SE-9 gap < 0 (paper Fig. 8:
     the critical period is the first epoch).
 
-    Scaled protocol: accuracies averaged over seeds per start epoch; CI by resampling seeds
-    jointly across conditions.
+    Scaled protocol: accuracies averaged over seeds per start epoch. The range is the largest
+    of the differences between two start epochs, so the statistic is the largest over
+    ordered pairs (a, b) of start epochs of ``acc(a) − acc(b) − gap``, each a mean of
+    per-seed values; its interval is the largest of their intervals at Bonferroni level.
     """
     peak = _peak_epoch(se_runs)
     acc = {e: np.array([_final_acc(r) for r in se_runs[f"against from {e}"]])
            for e in START_EPOCHS}
+    later = [e for e in START_EPOCHS if e >= 1]
 
-    def statistic(idx: np.ndarray) -> float:
-        later = [acc[e][idx].mean() for e in START_EPOCHS if e >= 1]
-        return float(max(later) - min(later) - (acc[peak][idx].mean() - acc[0][idx].mean()))
+    def difference(idx: np.ndarray, a: int, b: int) -> float:
+        gap = acc[peak][idx].mean() - acc[0][idx].mean()
+        return float(acc[a][idx].mean() - acc[b][idx].mean() - gap)
 
-    est = stats.resampled(statistic, len(acc[0]),
-                          name="range(acc, start 1..5) - SE-9 gap, points")
+    est = stats.simultaneous({(a, b): partial(difference, a=a, b=b)
+                              for a in later for b in later if a != b},
+                             len(acc[0]), lambda v: max(v.values()),
+                             name="range(acc, start 1..5) - SE-9 gap, points")
     return Evidence(est, {str(e): v.tolist() for e, v in acc.items()})
 
 

@@ -11,7 +11,8 @@ zoo). Units
 are taken after the ReLU; conv feature maps are averaged over positions for selectivity and
 ablated whole. Ablations follow the paper: every unit layer of an MLP, the last three unit
 layers of conv and residual nets. Effects are computed per seed and their CIs are over seeds
-(bootstrap), so with 3 seeds the intervals are wide by design.
+(Student t; correlations within a network also get a stratified permutation p-value), so with
+3 seeds the intervals are wide by design.
 """
 
 from __future__ import annotations
@@ -225,18 +226,11 @@ def _unit_measure(run, layers: list[str], metric) -> dict[str, torch.Tensor]:
     return {layer: metric(acts[layer], run.data.y_test).double() for layer in layers}
 
 
-def _per_seed_rho(runs, pairs) -> list[float]:
-    """Spearman ρ over the units of each network (one value per seed)."""
-    rhos = []
-    for run in runs:
-        x, y = pairs(run)
-        rhos.append(stats.correlation(x, y, n_resamples=99).value)
-    return rhos
-
-
-def _mean_rho(rhos: list[float], statistic: str) -> Evidence:
-    """The mean of per-seed correlations, with a bootstrap CI over the seeds."""
-    return Evidence(replace(stats.mean(rhos), statistic=statistic), {"per_seed_rho": rhos})
+def _mean_rho(samples: list[tuple], statistic: str) -> Evidence:
+    """The mean over seeds of the Spearman ρ within each network (of its units, layers or
+    checkpoints): :func:`netclaims.stats.mean_correlation`."""
+    est = replace(stats.mean_correlation(samples), statistic=statistic)
+    return Evidence(est, {"per_seed_rho": [stats.rank_correlation(x, y) for x, y in samples]})
 
 
 def _mean_over_layers(run, metric) -> float:
@@ -419,13 +413,13 @@ def test_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
     curve (500 test samples, 5 orderings) and the test loss from the training history; ρ
     per seed, mean ρ over seeds with a CI over seeds.
     """
-    rhos, traces = [], []
+    samples, traces = [], []
     for run in zoo_runs(1.0):
         history = run.history.set_index("epoch")
         epochs = list(run.spec.checkpoint_epochs)
         aucs = [_curve(run, arch, epoch=e).auc for e in epochs]
         losses = history.loc[epochs, "test_loss"].to_numpy()
-        rhos.append(stats.correlation(aucs, losses, n_resamples=99).value)
+        samples.append((aucs, losses))
         traces.append((epochs, aucs, history))
     fig, ax = plt.subplots(figsize=(5, 3.5))
     loss_ax = ax.twinx()
@@ -441,7 +435,7 @@ def test_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
     fig.legend(loc="lower center", fontsize=7, ncol=3)
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     save_figure(fig, "auc-and-loss-over-training")
-    return _mean_rho(rhos, "rho(AUC, test loss)")
+    return _mean_rho(samples, "rho(AUC, test loss)")
 
 
 @claim("SD-6", finding="dropout protects against ablation only up to the dropout fraction",
@@ -543,23 +537,24 @@ def test_selectivity_increases_with_depth(arch, sd_runs, save_figure):
     """Spearman ρ(layer depth, mean SI of the layer) > 0, ρ ≥ 0.5 (paper section 3.4).
 
     Scaled protocol: networks without batch norm; mean SI per unit layer on the MNIST-1D test
-    set; ρ over the (depth, SI) points of every seed pooled, CI by resampling points.
+    set; per seed, ρ over the (depth, SI) points of that net (the layers of one net are not
+    independent samples); mean over seeds with a Student-t CI and the exact stratified
+    permutation p-value.
     """
-    depths, values = [], []
+    samples = []
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for run in sd_runs(False):
         model = run.model
         layers = models.stages_of(model).layers
         acts = collect(model, run.data.x_test, layers)
         si = [float(class_selectivity(acts[layer], run.data.y_test).mean()) for layer in layers]
-        depths += list(range(len(layers)))
-        values += si
+        samples.append((np.arange(len(layers)), si))
         ax.plot(range(len(layers)), si, marker="o", alpha=0.7, label=f"seed {run.spec.seed}")
     ax.set(xlabel="layer depth", ylabel="mean class selectivity",
            title=f"SD-14 selectivity by depth, {arch}")
     ax.legend()
     save_figure(fig, "selectivity-by-depth")
-    return replace(stats.correlation(depths, values), statistic="rho(layer depth, mean SI)")
+    return _mean_rho(samples, "mean over seeds of rho(layer depth, mean SI)")
 
 
 @claim("SD-16", finding="ablating units in early layers is more damaging than in later layers",
@@ -604,7 +599,7 @@ def test_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figure):
     Scaled protocol: networks without batch norm; for the units of the earliest and latest
     thirds of the unit layers, SI on the MNIST-1D test set and importance = test-loss increase
     (500 samples) when the unit alone is zeroed; ρ over the units of each network; mean ρ over
-    seeds with a bootstrap CI over seeds.
+    seeds with a Student-t CI over seeds.
     """
     runs = sd_runs(False)
     by_layer: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
@@ -616,7 +611,7 @@ def test_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figure):
             by_layer.setdefault(layer, []).append(_si_importance(run, [layer]))
         return _si_importance(run, layers)
 
-    rhos = _per_seed_rho(runs, pairs)
+    samples = [pairs(run) for run in runs]
     fig, axes = plt.subplots(1, len(by_layer), figsize=(2.8 * len(by_layer), 3), sharey=True,
                              squeeze=False)
     for ax, (layer, points) in zip(axes[0], by_layer.items(), strict=True):
@@ -627,7 +622,7 @@ def test_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figure):
     fig.suptitle(f"SD-10/11 selectivity vs importance per layer (seeds pooled), {arch}")
     fig.tight_layout()
     save_figure(fig, "selectivity-vs-importance")
-    return _mean_rho(rhos, "rho(SI, importance)")
+    return _mean_rho(samples, "rho(SI, importance)")
 
 
 @claim("SD-11", finding="where selectivity relates to importance, the relation is negative "
@@ -639,8 +634,8 @@ def test_early_layers_negative_selectivity_importance(arch, sd_runs):
     Scaled protocol: as SD-10, restricted to the units of the earliest third of the layers.
     """
     runs = sd_runs(False)
-    rhos = _per_seed_rho(runs, lambda run: _si_importance(run, _third_layers(run.model)[0]))
-    return _mean_rho(rhos, "rho(SI, importance), early layers")
+    samples = [_si_importance(run, _third_layers(run.model)[0]) for run in runs]
+    return _mean_rho(samples, "rho(SI, importance), early layers")
 
 
 @claim("SD-12", finding="mutual information is also a poor predictor of importance",
@@ -658,8 +653,8 @@ def test_mutual_information_poor_predictor(arch, sd_runs):
         early, late = _third_layers(run.model)
         return _si_importance(run, list(dict.fromkeys(early + late)), mutual_information)
 
-    rhos = _per_seed_rho(runs, pairs)
-    return _mean_rho(rhos, "rho(MI, importance)")
+    samples = [pairs(run) for run in runs]
+    return _mean_rho(samples, "rho(MI, importance)")
 
 
 @claim("SD-13", finding="ablating to zero is less damaging than clamping to the mean",
@@ -709,5 +704,5 @@ def test_selectivity_not_related_to_weight_norm(arch, sd_runs):
         si = _unit_measure(run, layers, class_selectivity)
         return torch.cat([si[layer] for layer in layers]), torch.cat(norms)
 
-    rhos = _per_seed_rho(runs, pairs)
-    return _mean_rho(rhos, "rho(SI, L1 norm)")
+    samples = [pairs(run) for run in runs]
+    return _mean_rho(samples, "rho(SI, L1 norm)")

@@ -48,7 +48,13 @@ from netclaims.metrics.probes import (
     sample_triplets,
     train_linear_probe,
 )
-from netclaims.metrics.ranking import granulated_kendall, group_taus, kendall_tau, pgdl_score
+from netclaims.metrics.ranking import (
+    granulated_kendall,
+    granulated_permutation_p,
+    group_taus,
+    kendall_tau,
+    pgdl_score,
+)
 from netclaims.metrics.selectivity import (
     class_balance,
     class_selectivity,
@@ -76,6 +82,7 @@ __all__ = [
     "decision_region_similarity",
     "double_descent",
     "granulated_kendall",
+    "granulated_permutation_p",
     "group_taus",
     "hsic1",
     "incoming_l1_norm",

@@ -70,19 +70,83 @@ def group_taus(frame: pd.DataFrame, measure: str, target: str,
     """Per hyperparameter axis, τ-a between ``measure`` and ``target`` within each group of
     models that agree on every other axis and differ on this one: the terms whose means are
     the granulated coefficient's ``ψ_i`` (a bootstrap resamples these groups)."""
-    axes = list(axes)
-    if not axes:
-        raise ValueError("granulated_kendall needs at least one hyperparameter axis")
     _check_frame(frame, [measure, target, *axes])
     for col in (measure, target):
         _vector(frame[col].to_numpy(dtype=float), col)
+    m, t = frame[measure].to_numpy(float), frame[target].to_numpy(float)
+    return {axis: [kendall_tau(m[rows], t[rows]) for rows in groups]
+            for axis, groups in _axis_groups(frame, axes).items()}
+
+
+def _axis_groups(frame: pd.DataFrame, axes: Sequence[str]) -> dict[str, list[np.ndarray]]:
+    """Per axis, the row positions of each group of two or more models that agree on every
+    other axis and differ on this one."""
+    axes = list(axes)
+    if not axes:
+        raise ValueError("granulated_kendall needs at least one hyperparameter axis")
+    _check_frame(frame, axes)
+    positions = frame.reset_index(drop=True)
     out = {}
     for axis in axes:
         others = [a for a in axes if a != axis]
-        groups = frame.groupby(others, dropna=False) if others else [((), frame)]
-        out[axis] = [kendall_tau(g[measure].to_numpy(float), g[target].to_numpy(float))
-                     for _, g in groups if len(g) > 1 and g[axis].nunique() > 1]
+        groups = positions.groupby(others, dropna=False) if others else [((), positions)]
+        out[axis] = [g.index.to_numpy() for _, g in groups
+                     if len(g) > 1 and g[axis].nunique() > 1]
     return out
+
+
+def _pair_weights(frame: pd.DataFrame, axes: Sequence[str]
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The total granulated τ is linear in the concordances of pairs of models in a group:
+    ``Σ_pairs w · sign(Δmeasure) · sign(Δtarget)`` with ``w = 1 / (axes · groups of the
+    axis · pairs of the group)``. Returns the pairs' rows ``(i, j)`` and weights."""
+    groups = {a: g for a, g in _axis_groups(frame, axes).items() if g}
+    if not groups:
+        raise ValueError(f"no axis among {list(axes)} varies within a group of models")
+    first, second, weight = [], [], []
+    for axis_groups in groups.values():
+        for rows in axis_groups:
+            pairs = list(combinations(rows.tolist(), 2))
+            first += [i for i, _ in pairs]
+            second += [j for _, j in pairs]
+            weight += [1.0 / (len(groups) * len(axis_groups) * len(pairs))] * len(pairs)
+    return np.array(first), np.array(second), np.array(weight)
+
+
+def _two_sided(observed: float, null: np.ndarray) -> float:
+    return float((1 + np.sum(np.abs(null) >= abs(observed) - 1e-12)) / (1 + null.size))
+
+
+def granulated_permutation_p(frame: pd.DataFrame, measure: str, target: str,
+                             axes: Sequence[str], *, minus: str | None = None,
+                             resamples: int = 1999, seed: int = 0) -> float:
+    """Two-sided permutation p-value of the total granulated τ of ``measure`` against
+    ``target`` (``resamples`` seeded shuffles, ``p = (1 + #{|τ*| ≥ |τ|}) / (1 +
+    resamples)``), scored on the same groups of models.
+
+    Alone, against no association: the measure's values shuffled across the models. With
+    ``minus``, the difference of the two measures' totals against no difference: each
+    model's ranks under the two measures (ranked over the zoo, which keeps every order
+    within a group) swapped with probability ½ — the paired test of two measures that relate
+    to the target alike."""
+    i, j, w = _pair_weights(frame, axes)
+    _check_frame(frame, [measure, target] + ([minus] if minus else []))
+    t = _vector(frame[target].to_numpy(dtype=float), target)
+    concord = w * np.sign(t[i] - t[j])
+    rng = np.random.default_rng(seed)
+
+    def totals(values: np.ndarray) -> np.ndarray:
+        return (np.sign(values[..., i] - values[..., j]) * concord).sum(axis=-1)
+
+    m = _vector(frame[measure].to_numpy(dtype=float), measure)
+    if minus is None:
+        shuffled = np.stack([rng.permutation(m) for _ in range(resamples)])
+        return _two_sided(float(totals(m)), totals(shuffled))
+    r1 = pd.Series(m).rank().to_numpy()
+    r2 = pd.Series(_vector(frame[minus].to_numpy(dtype=float), minus)).rank().to_numpy()
+    swap = rng.random((resamples, m.size)) < 0.5
+    null = totals(np.where(swap, r2, r1)) - totals(np.where(swap, r1, r2))
+    return _two_sided(float(totals(r1) - totals(r2)), null)
 
 
 def _entropy(counts: np.ndarray) -> float:
