@@ -36,12 +36,11 @@ import torch
 from matplotlib.ticker import NullFormatter
 
 from netclaims import models, stats
-from netclaims.claims import NotApplicable, claim, paper
+from netclaims.claims import claim, paper
 from netclaims.metrics import (
     ablation_curve,
     prunable_fraction,
     redundant_fraction,
-    widen_last_hidden,
     width_gain,
 )
 from netclaims.stats import Evidence, Rule
@@ -367,100 +366,3 @@ def test_frivolous_units_on_teacher_data(arch, width_series, save_figure):
         name="min over dims of g(prunable or redundant)")
     return Evidence(est, {d: {m: s.gain(m) for m in ("prunable", "redundant")}
                           for d, s in series.items()})
-
-
-def _last_hidden(model: torch.nn.Module, x: torch.Tensor):
-    """The trained net's last hidden layer as ``(hidden, output, features)``: the last two
-    linear layers and the inputs of the first on ``x``, when ``output(relu(hidden(·)))``
-    reproduces the model; None otherwise."""
-    linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear)]
-    if len(linears) < 2:
-        return None
-    hidden, output = linears[-2], linears[-1]
-    if hidden.out_features != output.in_features:
-        return None
-    seen: list[torch.Tensor] = []
-    handle = hidden.register_forward_pre_hook(lambda _m, args: seen.append(args[0]))
-    try:
-        with torch.no_grad():
-            logits = model(x)
-    finally:
-        handle.remove()
-    if len(seen) != 1:
-        return None
-    features = seen[0]
-    with torch.no_grad():
-        rebuilt = output(torch.relu(hidden(features)))
-    if not torch.allclose(rebuilt, logits, rtol=1e-9, atol=1e-9):
-        return None
-    return hidden, output, features
-
-
-def _layer_profile(hidden, output, features: torch.Tensor, seed: int) -> dict[str, float]:
-    """Prunable and exactly redundant unit counts of the layer ``relu(hidden(·))`` feeding
-    ``output``, and its logits on ``features``."""
-    net = torch.nn.Sequential(hidden, torch.nn.ReLU(), output)
-    with torch.no_grad():
-        logits = net(features)
-        units = torch.relu(hidden(features))
-    curve = ablation_curve(net, features, logits.argmax(-1), ["1"], fractions=PRUNE_FRACTIONS,
-                           orderings=PRUNE_DRAWS, measure="unchanged", seed=seed)
-    count = units.shape[1]
-    return {"units": count, "logits": logits,
-            "prunable": prunable_fraction(curve.x, curve.values) * count,
-            "redundant": redundant_fraction(units, tolerance=1e-9) * count}
-
-
-@claim("FU-9", finding="prunability and redundancy are distinct: the paper's three "
-                       "constructions keep the function and move them as stated",
-       rule=Rule("greater", reference=1.0, inclusive=True), requires=["stages", "width"])
-def test_constructions_separate_prunability_and_redundancy(arch, train_runs, seeds,
-                                                           small_task):
-    """Exact checks of the paper's section 3 on trained nets. The last hidden layer of each
-    trained 1x net is doubled (i) with duplicates and zero outgoing weights, (ii) with
-    independent extra units (random incoming directions, biases at the median pre-activation
-    over the test features so none is dead) and zero outgoing weights, (iii) with
-    duplicates and balanced outgoing weights ½[θ + b, θ − b] (b = 100 × a Gaussian per
-    output). Each must compute the same logits (float64, max difference ≤ 1e-9 of their
-    scale) and: (i) gain prunable units and at least N exactly redundant ones (zero-variance
-    principal directions), (ii) gain prunable units and no exactly redundant one, (iii) gain
-    at least N exactly redundant units and lose prunable fraction. Prunable units: the
-    layer's units knocked out at random (7 fractions, 3 draws, 80% of 500 test predictions
-    unchanged). The estimate is the share of checks that hold over seeds; PASS needs all.
-    """
-    runs = train_runs(arch, [{"seed": s, "noise_seed": s, "width": BASE_WIDTH, **small_task}
-                             for s in seeds])
-    checks: list[dict] = []
-    for run in runs:
-        model = run.model.double()
-        found = _last_hidden(model, run.data.x_test[:EVAL_SAMPLES].double())
-        if found is None:
-            raise NotApplicable(f"{arch} has no last hidden layer of the form "
-                                "Linear → ReLU → Linear that the constructions widen")
-        hidden, output, features = found
-        narrow = _layer_profile(hidden, output, features, run.spec.seed)
-        n = narrow["units"]
-        for construction in ("duplicate", "orthogonal", "balanced"):
-            wide = _layer_profile(*widen_last_hidden(hidden, output, construction,
-                                                     inputs=features, seed=run.spec.seed),
-                                  features, run.spec.seed)
-            scale = float(narrow["logits"].abs().max())
-            error = float((wide["logits"] - narrow["logits"]).abs().max()) / scale
-            more_prunable = wide["prunable"] > narrow["prunable"]
-            added_redundant = wide["redundant"] - narrow["redundant"]
-            stated = {
-                "duplicate": more_prunable and added_redundant >= n,
-                "orthogonal": more_prunable and added_redundant <= 0,
-                "balanced": added_redundant >= n
-                and wide["prunable"] / wide["units"] < narrow["prunable"] / n,
-            }[construction]
-            checks.append({"seed": run.spec.seed, "construction": construction,
-                           "relative_logit_error": error, "same_function": error <= 1e-9,
-                           "prunable": (narrow["prunable"], wide["prunable"]),
-                           "exactly_redundant": (narrow["redundant"], wide["redundant"]),
-                           "units": (n, wide["units"]), "as_stated": bool(stated)})
-    held = [c["same_function"] and c["as_stated"] for c in checks]
-    share = float(np.mean(held))
-    est = stats.Estimate("share of construction checks that hold", share, share, share,
-                         len(held), None, "exact checks, no sampling")
-    return Evidence(est, {"checks": checks})

@@ -32,7 +32,14 @@ import torch
 
 from netclaims import models, stats
 from netclaims.claims import checkpoint_schedule, claim, paper
-from netclaims.metrics import ablation_curve, class_balance, class_selectivity, linear_cka
+from netclaims.metrics import (
+    ablation_curve,
+    class_balance,
+    class_selectivity,
+    linear_cka,
+    live_units,
+    selectivity_order,
+)
 from netclaims.stats import Evidence, Rule, seed_mean, seed_paired
 from netclaims.train import Regularizer
 from netclaims.units import collect
@@ -112,8 +119,7 @@ def _dynamics(run) -> dict[str, np.ndarray]:
             stages = models.stages_of(model)
             x, y = run.data.x_test[:SI_SAMPLES], run.data.y_test[:SI_SAMPLES]
             acts = collect(model, x, stages.layers)
-            si = [float(np.mean([float(class_selectivity(acts[layer], y).mean())
-                                 for layer in stages[stage]])) for stage in stages.names]
+            si = [_stage_selectivity(acts, y, stages[stage]) for stage in stages.names]
             full = collect(model, x, [stages[stages.names[0]][-1], stages[stages.names[-1]][-1]],
                            reduce="none")
             early, late = (t.flatten(1) for t in full.values())
@@ -121,7 +127,7 @@ def _dynamics(run) -> dict[str, np.ndarray]:
                 logits = model(x)
             auc = [np.nan] * 4
             if not run.spec.regularizers and (0 < epoch <= ABLATION_WINDOW or epoch == last):
-                auc = _ablation_aucs(run, model, stages, acts, y)
+                auc = _ablation_aucs(run, model, stages)
             out["epoch"].append(epoch)
             out["si"].append(si)
             out["cka"].append(_cka_or_nan(early, late))
@@ -130,7 +136,8 @@ def _dynamics(run) -> dict[str, np.ndarray]:
         return {k: torch.tensor(np.asarray(v, dtype=np.float64)) for k, v in out.items()}
 
     params = {"si_samples": SI_SAMPLES, "ablation_samples": ABLATION_SAMPLES,
-              "orderings": ORDERINGS, "window": ABLATION_WINDOW}
+              "orderings": ORDERINGS, "window": ABLATION_WINDOW, "units": "live",
+              "ablation": "per stage, ordered on held-out samples, chance-corrected"}
     return {k: v.numpy() for k, v in run.derived("se-dynamics", params, compute).items()}
 
 
@@ -150,21 +157,41 @@ def _cka_or_nan(x: torch.Tensor, y: torch.Tensor) -> float:
     return linear_cka(x, y)
 
 
-def _ablation_aucs(run, model, stages, acts, y) -> list[float]:
+def _stage_selectivity(acts: dict[str, torch.Tensor], y: torch.Tensor,
+                       layers: list[str]) -> float:
+    """Mean SI over the live units of each layer, then over the stage's layers (NaN for a
+    stage without a live unit)."""
+    means = []
+    for layer in layers:
+        live = live_units(acts[layer])
+        if bool(live.any()):
+            means.append(float(class_selectivity(acts[layer][:, live], y).mean()))
+    return float(np.mean(means)) if means else math.nan
+
+
+def _ablation_aucs(run, model, stages) -> list[float]:
     """[selective early+intermediate, random early+intermediate, selective late, random
-    late]: one call per group, the selective order stacked on the random ones."""
+    late]. Each stage (the paper's module) is ablated on its own and the early and
+    intermediate AUCs are averaged; units are ordered by their SI on held-out test samples
+    (dead units at random positions), and the ablated net is scored on other test samples."""
     x, y_abl = run.data.x_test[:ABLATION_SAMPLES], run.data.y_test[:ABLATION_SAMPLES]
+    x_si, y_si = run.data.x_test[ABLATION_SAMPLES:], run.data.y_test[ABLATION_SAMPLES:]
+    held_out = collect(model, x_si, stages.layers)
     gen = torch.Generator().manual_seed(run.spec.seed)
     out = []
     for group in (list(REGULARIZED), [stages.names[-1]]):
-        layers = [layer for stage in group if stage in stages.names for layer in stages[stage]]
-        orders = {}
-        for layer in layers:
-            order = class_selectivity(acts[layer], y).argsort(descending=True)
-            randoms = [torch.randperm(order.numel(), generator=gen) for _ in range(ORDERINGS)]
-            orders[layer] = torch.stack([order, *randoms])
-        curve = ablation_curve(model, x, y_abl, layers, orderings=orders)
-        out += [float(curve.aucs[0]), float(curve.aucs[1:].mean())]
+        aucs = []
+        for stage in (s for s in group if s in stages.names):
+            orders = {}
+            for layer in stages[stage]:
+                si = class_selectivity(held_out[layer], y_si)
+                order = selectivity_order(si, live_units(held_out[layer]), generator=gen)
+                randoms = [torch.randperm(order.numel(), generator=gen)
+                           for _ in range(ORDERINGS)]
+                orders[layer] = torch.stack([order, *randoms])
+            curve = ablation_curve(model, x, y_abl, stages[stage], orderings=orders)
+            aucs.append((float(curve.aucs[0]), float(curve.aucs[1:].mean())))
+        out += [float(np.mean([a for a, _ in aucs])), float(np.mean([b for _, b in aucs]))]
     return out
 
 

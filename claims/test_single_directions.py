@@ -34,6 +34,7 @@ from netclaims.metrics import (
     class_selectivity,
     curve_auc,
     incoming_l1_norm,
+    live_units,
     mutual_information,
     noise_curve,
     single_unit_importance,
@@ -162,7 +163,7 @@ def _curve(run, arch: Architecture, fill: str = "zero", *, split: str = "test",
                               fill=means).to_tensors()
 
     params = {"layers": layers, "fill": fill, "orderings": ORDERINGS, "samples": EVAL_SAMPLES,
-              "split": split, "epoch": epoch}
+              "split": split, "epoch": epoch, "normalized": "between chance and intact"}
     return Curve.from_tensors(run.derived("ablation-curve", params, compute), "accuracy",
                               "fraction")
 
@@ -181,16 +182,24 @@ def _noise_curve(run, arch: Architecture) -> Curve:
                            seed=run.spec.seed).to_tensors()
 
     params = {"layers": layers, "scales": list(NOISE_SCALES), "repeats": NOISE_REPEATS,
-              "samples": EVAL_SAMPLES}
+              "samples": EVAL_SAMPLES, "normalized": "between chance and intact"}
     return Curve.from_tensors(run.derived("noise-curve", params, compute), "accuracy",
                               "log10 scale")
 
 
+def _analysis_bn(arch: Architecture) -> bool:
+    """Whether SD-10…SD-16 read the nets with batch norm: for conv nets, as the paper ("batch
+    normalization was used for all convolutional networks"), where the architecture has that
+    variant; MLPs without, as the paper's MNIST MLPs."""
+    return "conv" in arch.capabilities and "batchnorm" in arch.capabilities
+
+
 def _full_task_measures(run, arch: Architecture) -> None:
     """What SD-7…SD-16 read of a full-task run, computed where it trained: the ablation
-    curve and, without batch norm, the mean-ablation curve and the unit importances."""
+    curve and, for the analysis nets (:func:`_analysis_bn`), the mean-ablation curve and the
+    unit importances."""
     _curve(run, arch)
-    if not run.spec.batchnorm:
+    if run.spec.batchnorm == _analysis_bn(arch):
         _curve(run, arch, "mean")
         _importance(run)
 
@@ -221,9 +230,16 @@ def _importance(run) -> dict[str, torch.Tensor]:
     return run.derived("importance", {"layers": layers, "samples": EVAL_SAMPLES}, compute)
 
 
-def _unit_measure(run, layers: list[str], metric) -> dict[str, torch.Tensor]:
+def _live_measure(run, layers: list[str], metric) -> tuple[dict, dict]:
+    """``metric`` of each unit of ``layers`` on the test set, and which units are alive there
+    (:func:`netclaims.metrics.live_units`: a dead unit's measure is 0 by construction)."""
     acts = collect(run.model, run.data.x_test, layers)
-    return {layer: metric(acts[layer], run.data.y_test).double() for layer in layers}
+    return ({layer: metric(acts[layer], run.data.y_test).double() for layer in layers},
+            {layer: live_units(acts[layer]) for layer in layers})
+
+
+def _dead(live: dict[str, torch.Tensor]) -> int:
+    return int(sum(int((~alive).sum()) for alive in live.values()))
 
 
 def _mean_rho(samples: list[tuple], statistic: str) -> Evidence:
@@ -233,20 +249,37 @@ def _mean_rho(samples: list[tuple], statistic: str) -> Evidence:
     return Evidence(est, {"per_seed_rho": [stats.rank_correlation(x, y) for x, y in samples]})
 
 
-def _mean_over_layers(run, metric) -> float:
-    model = run.model
-    layers = models.stages_of(model).layers
-    x, y = run.data.x_test, run.data.y_test
-    acts = collect(model, x, layers)
-    return float(np.mean([float(metric(acts[layer], y).mean()) for layer in layers]))
+def _feature_map_layers(arch: Architecture, layers: list[str]) -> list[str]:
+    """The unit layers SD-8 and SD-9 average over: the feature maps of a conv net (the
+    paper's Fig. 6 reads "class selectivity of feature maps" of CIFAR-10 ConvNets), every
+    unit layer of a net without convolutions."""
+    maps = {u.name for u in arch.layers if len(u.shape) > 1}
+    return [layer for layer in layers if layer in maps] or layers
 
 
-def _paired_bn(sd_runs, measure, statistic: str) -> Evidence:
-    """``measure`` of each seed's net with batch norm minus the same seed's without."""
-    with_bn = [measure(r) for r in sd_runs(True)]
-    without = [measure(r) for r in sd_runs(False)]
-    est = replace(stats.mean_difference(with_bn, without, paired=True), statistic=statistic)
-    return Evidence(est, {"with_bn": with_bn, "without_bn": without})
+def _mean_over_layers(run, arch: Architecture, metric) -> tuple[float, int]:
+    """Mean of ``metric`` over the live units of each layer, then over layers; and how many
+    dead units were left out."""
+    layers = _feature_map_layers(arch, models.stages_of(run.model).layers)
+    values, live = _live_measure(run, layers, metric)
+    return (float(np.mean([float(values[layer][live[layer]].mean()) for layer in layers])),
+            _dead(live))
+
+
+def _paired_bn(values: dict[bool, list[float]], statistic: str, **details) -> Evidence:
+    """Each seed's value with batch norm minus the same seed's without."""
+    est = replace(stats.mean_difference(values[True], values[False], paired=True),
+                  statistic=statistic)
+    return Evidence(est, {"with_bn": values[True], "without_bn": values[False], **details})
+
+
+def _bn_unit_means(sd_runs, arch: Architecture, metric, statistic: str) -> Evidence:
+    """SD-8, SD-9: :func:`_mean_over_layers` with and without batch norm, paired by seed."""
+    measured = {bn: [_mean_over_layers(run, arch, metric) for run in sd_runs(bn)]
+                for bn in (True, False)}
+    return _paired_bn({bn: [v for v, _ in m] for bn, m in measured.items()}, statistic,
+                      dead_units_excluded={"with_bn" if bn else "without_bn": [d for _, d in m]
+                                           for bn, m in measured.items()})
 
 
 def _memorizing_runs(train_runs, arch, seeds, small_task) -> dict[float, list]:
@@ -493,7 +526,8 @@ def test_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
         curves[run.spec.batchnorm].append(curve)
         return curve.auc
 
-    evidence = _paired_bn(sd_runs, auc, "AUC(BN) - AUC(no BN)")
+    evidence = _paired_bn({bn: [auc(run) for run in sd_runs(bn)] for bn in (True, False)},
+                          "AUC(BN) - AUC(no BN)")
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for bn, color in ((True, "tab:blue"), (False, "tab:purple")):
         mean = np.mean([c.normalized.mean(0) for c in curves[bn]], axis=0)
@@ -514,8 +548,7 @@ def test_batchnorm_lowers_selectivity(arch, sd_runs):
     ReLU on the MNIST-1D test set, averaged over units of each layer, then over layers; paired
     difference over seeds.
     """
-    return _paired_bn(sd_runs, lambda run: _mean_over_layers(run, class_selectivity),
-                      "SI(BN) - SI(no BN)")
+    return _bn_unit_means(sd_runs, arch, class_selectivity, "SI(BN) - SI(no BN)")
 
 
 @claim("SD-9", finding="batch norm raises the mutual information between units and class",
@@ -527,8 +560,7 @@ def test_batchnorm_raises_mutual_information(arch, sd_runs):
     corrected) of every unit with the class on the MNIST-1D test set, averaged over units and
     layers; paired difference over seeds.
     """
-    return _paired_bn(sd_runs, lambda run: _mean_over_layers(run, mutual_information),
-                      "MI(BN) - MI(no BN)")
+    return _bn_unit_means(sd_runs, arch, mutual_information, "MI(BN) - MI(no BN)")
 
 
 @claim("SD-14", finding="class selectivity increases with depth",
@@ -536,25 +568,28 @@ def test_batchnorm_raises_mutual_information(arch, sd_runs):
 def test_selectivity_increases_with_depth(arch, sd_runs, save_figure):
     """Spearman ρ(layer depth, mean SI of the layer) > 0, ρ ≥ 0.5 (paper section 3.4).
 
-    Scaled protocol: networks without batch norm; mean SI per unit layer on the MNIST-1D test
+    Scaled protocol: the analysis nets (with batch norm for conv nets, as the paper; MLPs
+    without); mean SI over the live units of each unit layer on the MNIST-1D test
     set; per seed, ρ over the (depth, SI) points of that net (the layers of one net are not
     independent samples); mean over seeds with a Student-t CI and the exact stratified
     permutation p-value.
     """
-    samples = []
+    samples, dead = [], []
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for run in sd_runs(False):
+    for run in sd_runs(_analysis_bn(arch)):
         model = run.model
         layers = models.stages_of(model).layers
-        acts = collect(model, run.data.x_test, layers)
-        si = [float(class_selectivity(acts[layer], run.data.y_test).mean()) for layer in layers]
+        values, live = _live_measure(run, layers, class_selectivity)
+        si = [float(values[layer][live[layer]].mean()) for layer in layers]
+        dead.append(_dead(live))
         samples.append((np.arange(len(layers)), si))
         ax.plot(range(len(layers)), si, marker="o", alpha=0.7, label=f"seed {run.spec.seed}")
     ax.set(xlabel="layer depth", ylabel="mean class selectivity",
            title=f"SD-14 selectivity by depth, {arch}")
     ax.legend()
     save_figure(fig, "selectivity-by-depth")
-    return _mean_rho(samples, "mean over seeds of rho(layer depth, mean SI)")
+    evidence = _mean_rho(samples, "mean over seeds of rho(layer depth, mean SI)")
+    return replace(evidence, details={**evidence.details, "dead_units_excluded": dead})
 
 
 @claim("SD-16", finding="ablating units in early layers is more damaging than in later layers",
@@ -563,32 +598,36 @@ def test_early_units_more_important(arch, sd_runs, save_figure):
     """mean single-unit importance, earliest third of layers − latest third > 0 (paper
     section 3.4: "ablations in early layers were more impactful").
 
-    Scaled protocol: networks without batch norm; importance = increase of the test loss
+    Scaled protocol: the analysis nets (see SD-14); importance = increase of the test loss
     (500 MNIST-1D test samples) when one unit alone is ablated (zeroed); per seed the mean
     over units of the earliest third of unit layers minus the latest third; CI over seeds.
     """
-    diffs, per_layer = [], []
-    for run in sd_runs(False):
+    diffs, per_layer, dead = [], [], []
+    for run in sd_runs(_analysis_bn(arch)):
         early_layers, late_layers = _third_layers(run.model)
         importance = _importance(run)
-        early = torch.cat([importance[layer] for layer in early_layers]).mean()
-        late = torch.cat([importance[layer] for layer in late_layers]).mean()
+        _, live = _live_measure(run, list(importance), class_selectivity)
+        early, late = (torch.cat([importance[layer][live[layer]] for layer in group]).mean()
+                       for group in (early_layers, late_layers))
         diffs.append(float(early - late))
-        per_layer.append({layer: float(v.mean()) for layer, v in importance.items()})
+        dead.append(_dead(live))
+        per_layer.append({layer: float(v[live[layer]].mean()) for layer, v in importance.items()})
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for seed_values in per_layer:
         ax.plot(list(seed_values), list(seed_values.values()), marker="o", alpha=0.7)
     ax.set(xlabel="layer", ylabel="mean loss increase", title=f"SD-16 importance, {arch}")
     ax.tick_params(axis="x", rotation=45)
     save_figure(fig, "importance-by-layer")
-    return replace(stats.mean(diffs), statistic="importance(early) - importance(late)")
+    return stats.seed_mean(diffs, statistic="importance(early) - importance(late)",
+                           details={"dead_units_excluded": dead})
 
 
 def _si_importance(run, layers: list[str], metric=class_selectivity):
+    """``metric`` and importance of the live units of ``layers``."""
     importance = _importance(run)
-    measure = _unit_measure(run, layers, metric)
-    return (torch.cat([measure[layer] for layer in layers]),
-            torch.cat([importance[layer] for layer in layers]))
+    measure, live = _live_measure(run, layers, metric)
+    return (torch.cat([measure[layer][live[layer]] for layer in layers]),
+            torch.cat([importance[layer][live[layer]] for layer in layers]))
 
 
 @claim("SD-10", finding="class selectivity is a poor predictor of a unit's importance",
@@ -596,12 +635,12 @@ def _si_importance(run, layers: list[str], metric=class_selectivity):
 def test_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figure):
     """|Spearman ρ(SI, importance)| small: the CI of ρ within [-0.3, 0.3] (paper Fig. 7).
 
-    Scaled protocol: networks without batch norm; for the units of the earliest and latest
+    Scaled protocol: the analysis nets (see SD-14); for the live units of the earliest and latest
     thirds of the unit layers, SI on the MNIST-1D test set and importance = test-loss increase
     (500 samples) when the unit alone is zeroed; ρ over the units of each network; mean ρ over
     seeds with a Student-t CI over seeds.
     """
-    runs = sd_runs(False)
+    runs = sd_runs(_analysis_bn(arch))
     by_layer: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def pairs(run):
@@ -633,7 +672,7 @@ def test_early_layers_negative_selectivity_importance(arch, sd_runs):
 
     Scaled protocol: as SD-10, restricted to the units of the earliest third of the layers.
     """
-    runs = sd_runs(False)
+    runs = sd_runs(_analysis_bn(arch))
     samples = [_si_importance(run, _third_layers(run.model)[0]) for run in runs]
     return _mean_rho(samples, "rho(SI, importance), early layers")
 
@@ -647,7 +686,7 @@ def test_mutual_information_poor_predictor(arch, sd_runs):
     Scaled protocol: as SD-10 with the unit's mutual information with the class (bits, 10
     equal-frequency bins, Miller–Madow) instead of its selectivity.
     """
-    runs = sd_runs(False)
+    runs = sd_runs(_analysis_bn(arch))
 
     def pairs(run):
         early, late = _third_layers(run.model)
@@ -662,11 +701,11 @@ def test_mutual_information_poor_predictor(arch, sd_runs):
 def test_zero_ablation_less_damaging_than_mean(arch, sd_runs, save_figure):
     """AUC(zero) − AUC(mean) > 0 (paper appendix: ablation to the empirical mean).
 
-    Scaled protocol: networks without batch norm; the SD-7 ablation curves (500 test samples,
+    Scaled protocol: the analysis nets (see SD-14); the SD-7 ablation curves (500 test samples,
     11 fractions, 5 orderings, the paper's layers) with units clamped to 0 and to their mean
     over the training set (every position of a feature map counted); paired over seeds.
     """
-    runs = sd_runs(False)
+    runs = sd_runs(_analysis_bn(arch))
     zero = [_curve(run, arch) for run in runs]
     mean = [_curve(run, arch, "mean") for run in runs]
     est = replace(stats.mean_difference([c.auc for c in zero], [c.auc for c in mean],
@@ -689,20 +728,25 @@ def test_selectivity_not_related_to_weight_norm(arch, sd_runs):
     """Spearman ρ(SI, L1 norm of incoming weights) ≤ 0, CI upper bound ≤ 0.2 (paper
     appendix).
 
-    Scaled protocol: networks without batch norm; every unit layer whose feeding conv or
-    linear layer can be found (the nearest one before it in execution order with as many
-    outputs); SI on the MNIST-1D test set; ρ over the units of each network; mean over seeds.
+    Scaled protocol: the analysis nets; every unit layer whose feeding conv or linear layer
+    can be found (the nearest one before it in execution order with as many outputs); SI on
+    the MNIST-1D test set; ρ over the live units of each layer (both SI and weight norms
+    change with depth, so units of different layers are not pooled), averaged over the
+    layers of a net; mean over seeds.
     """
-    runs = sd_runs(False)
-
-    def pairs(run):
+    per_seed, per_layer = [], []
+    for run in sd_runs(_analysis_bn(arch)):
         model = run.model
         layers = models.stages_of(model).layers
         modules = dict(model.named_modules())
-        norms = [incoming_l1_norm(modules[incoming_layer(model, layer, run.data.x_test)])
-                 for layer in layers]
-        si = _unit_measure(run, layers, class_selectivity)
-        return torch.cat([si[layer] for layer in layers]), torch.cat(norms)
-
-    samples = [pairs(run) for run in runs]
-    return _mean_rho(samples, "rho(SI, L1 norm)")
+        si, live = _live_measure(run, layers, class_selectivity)
+        rhos = {}
+        for layer in layers:
+            norm = incoming_l1_norm(modules[incoming_layer(model, layer, run.data.x_test)])
+            if int(live[layer].sum()) >= 3:
+                rhos[layer] = stats.rank_correlation(si[layer][live[layer]],
+                                                     norm[live[layer]])
+        per_seed.append(float(np.mean(list(rhos.values()))))
+        per_layer.append(rhos)
+    return stats.seed_mean(per_seed, statistic="mean over layers of rho(SI, L1 norm)",
+                           details={"per_layer": per_layer})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 import os
 import shlex
 import subprocess
@@ -26,6 +27,7 @@ import pytest
 
 from netclaims import data as datasets
 from netclaims.claims import DEFAULT_ARCHS, SCALES, ClaimInfo
+from netclaims.health import diagnose
 from netclaims.numerics import describe, fingerprint_differences
 from netclaims.preflight import Architecture, NotApplicable, PreflightError, preflight
 from netclaims.report import (
@@ -170,6 +172,7 @@ BASELINE_NOTE = pytest.StashKey[str]()
 FIGURES = pytest.StashKey[list]()
 SETUP_SECONDS = pytest.StashKey[float]()
 RUN_KEYS = pytest.StashKey[list]()
+UNHEALTHY = pytest.StashKey[dict]()
 _CURRENT: list[pytest.Item] = []
 
 
@@ -178,10 +181,16 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     _CURRENT[:] = [item]  # before fixtures, so runs trained by fixtures are attributed too
 
 
-def _note_runs(keys: Sequence[str]) -> None:
-    """Remember which store entries the running test used (for its record and for gc)."""
+def _note_runs(runs: Sequence[Run]) -> None:
+    """Remember which store entries the running test used (for its record and for gc), and
+    which of them are not evidence (:mod:`netclaims.health`)."""
     if _CURRENT:
-        _CURRENT[0].stash.setdefault(RUN_KEYS, []).extend(keys)
+        item = _CURRENT[0]
+        item.stash.setdefault(RUN_KEYS, []).extend(run.spec.key for run in runs)
+        unhealthy = item.stash.setdefault(UNHEALTHY, {})
+        for run in runs:
+            if run.spec.key not in unhealthy and (why := diagnose(run)) is not None:
+                unhealthy[run.spec.key] = f"{run.spec.label}: {why}"
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -380,8 +389,9 @@ def train_run(netclaims_settings: Settings, store: Store,
 
     def make(arch: Architecture | str, **fields: Any) -> Run:
         spec = _spec(netclaims_settings, arch, fields)
-        _note_runs([spec.key])
-        return store.run(spec, device=netclaims_settings.device, progress=progress)
+        run = store.run(spec, device=netclaims_settings.device, progress=progress)
+        _note_runs([run])
+        return run
     return make
 
 
@@ -397,9 +407,10 @@ def train_runs(netclaims_settings: Settings, store: Store,
     def make(arch: Architecture | str, variants: Sequence[dict[str, Any]],
              derive: Callable[[Run], Any] | None = None) -> list[Run]:
         specs = [_spec(netclaims_settings, arch, v) for v in variants]
-        _note_runs([s.key for s in specs])
-        return store.runs(specs, executor=netclaims_settings.executor,
+        runs = store.runs(specs, executor=netclaims_settings.executor,
                           device=netclaims_settings.device, progress=progress, derive=derive)
+        _note_runs(runs)
+        return runs
     return make
 
 
@@ -473,12 +484,20 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
         # reported at the claim's own location, not the plugin's
         raise pytest.skip.Exception(f"not applicable: {reason}",
                                     _use_item_location=True) from None
-    if not isinstance(measured, Estimate | Evidence):
+    except Exception:
+        if not pyfuncitem.stash.get(UNHEALTHY, None):
+            raise
+        measured = None  # a measure of a run that did not train may well be undefined
+    unhealthy = pyfuncitem.stash.get(UNHEALTHY, {})
+    if unhealthy:
+        verdict = _not_evidence(info, list(unhealthy.values()))
+    elif isinstance(measured, Estimate | Evidence):
+        verdict = judge(info.id, measured, info.rule, finding=info.finding)
+    else:
         raise TypeError(f"claim {info.id} returned {type(measured).__name__}; a claim "
                         "returns what it measured: a netclaims.stats.Estimate, or "
                         "netclaims.stats.Evidence with the data behind it (the plugin judges "
                         "it with the rule given to @claim)")
-    verdict = judge(info.id, measured, info.rule, finding=info.finding)
     pyfuncitem.stash[VERDICT] = verdict
     settings = pyfuncitem.config.stash[SETTINGS]
     message = verdict.summary()
@@ -500,6 +519,17 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return True
 
 
+def _not_evidence(info: ClaimInfo, problems: list[str]) -> Verdict:
+    """INCONCLUSIVE: some runs the claim read did not train (:mod:`netclaims.health`)."""
+    listed = "; ".join(problems[:3]) + (f"; and {len(problems) - 3} more"
+                                        if len(problems) > 3 else "")
+    return Verdict(claim_id=info.id, finding=info.finding, statistic="-", estimate=math.nan,
+                   ci_low=math.nan, ci_high=math.nan, n=0, p_value=None,
+                   rule=info.rule.describe(), outcome=Outcome.INCONCLUSIVE,
+                   reason=f"{len(problems)} run(s) it reads are not evidence: {listed}",
+                   details={"unhealthy_runs": problems})
+
+
 def _record(item: pytest.Item, verdict: str, message: str, seconds: float = 0.0) -> dict:
     info: ClaimInfo = item.stash[INFO]
     settings = item.config.stash[SETTINGS]
@@ -515,9 +545,11 @@ def _record(item: pytest.Item, verdict: str, message: str, seconds: float = 0.0)
         out["baseline_note"] = item.stash[BASELINE_NOTE]
     v = item.stash.get(VERDICT, None)
     if v is not None:
-        out.update(statistic=v.statistic, estimate=v.estimate, ci_low=v.ci_low,
-                   ci_high=v.ci_high, n=v.n, p_value=v.p_value, threshold=v.rule,
-                   method=v.method, details=v.details)
+        def number(x: float) -> float | None:
+            return x if math.isfinite(x) else None
+        out.update(statistic=v.statistic, estimate=number(v.estimate),
+                   ci_low=number(v.ci_low), ci_high=number(v.ci_high), n=v.n,
+                   p_value=v.p_value, threshold=v.rule, method=v.method, details=v.details)
     return out
 
 

@@ -39,12 +39,27 @@ class Outcome(StrEnum):
 
 
 @dataclass(frozen=True)
+class TTest:
+    """What a t-based interval was built from, so its test can be taken against any value:
+    ``t = (centre − g(v)) / se`` on ``df`` degrees of freedom, ``g`` the log with ``log``."""
+
+    centre: float
+    se: float
+    df: float
+    log: bool = False
+
+    def p_against(self, value: float) -> float:
+        target = math.log(value) if self.log else value
+        return float(2 * sps.t.sf(abs(self.centre - target) / self.se, self.df))
+
+
+@dataclass(frozen=True)
 class Estimate:
     """A point estimate with its 95% confidence interval, sample size and p-value.
 
     ``method`` says how the CI and p-value were obtained (e.g. ``"Student t over 3 values,
-    df 2; t-test p against 0, two-sided"``); ``null`` is the value the p-value tests (the
-    rule reads the p-value only when it tests the rule's own reference).
+    df 2; t-test p against 0, two-sided"``); ``null`` is the value the p-value tests, and
+    ``test`` (t-based estimates) lets :meth:`against` move it to a rule's reference.
     """
 
     statistic: str
@@ -55,10 +70,20 @@ class Estimate:
     p_value: float | None = None
     method: str = ""
     null: float = 0.0
+    test: TTest | None = None
 
     @property
     def finite(self) -> bool:
         return all(math.isfinite(v) for v in (self.value, self.ci_low, self.ci_high))
+
+    def against(self, reference: float) -> Estimate:
+        """The estimate with its p-value testing ``reference`` (a gain against 2, not 0),
+        where its test allows; otherwise unchanged."""
+        if self.test is None or reference == self.null or (self.test.log and reference <= 0):
+            return self
+        return replace(self, p_value=self.test.p_against(reference), null=reference,
+                       method=self.method.replace(f"against {self.null:g}",
+                                                  f"against {reference:g}"))
 
 
 def _vector(x: ArrayLike, name: str, min_n: int = 1) -> np.ndarray:
@@ -84,9 +109,9 @@ def _t_estimate(name: str, value: float, se: float, df: float, n: int, null: flo
         return Estimate(name, value, value, value, n, None,
                         f"{how}; no spread (every value equal): interval undefined", null)
     q = _quantile(df, confidence)
-    p = float(2 * sps.t.sf(abs(value - null) / se, df))
-    return Estimate(name, value, value - q * se, value + q * se, n, p,
-                    f"{how}, df {df:.3g}; t-test p against {null:g}, two-sided", null)
+    test = TTest(value, se, df)
+    return Estimate(name, value, value - q * se, value + q * se, n, test.p_against(null),
+                    f"{how}, df {df:.3g}; t-test p against {null:g}, two-sided", null, test)
 
 
 def _permutation_p(data: tuple[np.ndarray, ...], statistic: Callable, kind: str, seed: int,
@@ -249,7 +274,7 @@ def mean_correlation(samples: Sequence[tuple[ArrayLike, ArrayLike]], *, seed: in
         p = float((1 + np.sum(np.abs(total) >= abs(observed) - 1e-12)) / (1 + n_resamples))
         how = f"stratified permutation p ({n_resamples} resamples, seed {seed})"
     est = mean(rhos)
-    return replace(est, statistic="mean spearman rho", p_value=p,
+    return replace(est, statistic="mean spearman rho", p_value=p, test=None,
                    method=f"Student t over {len(rhos)} units of within-unit rho; {how} "
                           "(y shuffled within each unit), two-sided")
 
@@ -322,7 +347,8 @@ def jackknife(statistic: Callable[[np.ndarray], float], n: int, *, name: str,
         return replace(est, value=raw[0])
     return replace(est, value=raw[0], ci_low=math.exp(est.ci_low),
                    ci_high=math.exp(est.ci_high), null=1.0,
-                   method=est.method.replace("against 0", "against 1"))
+                   method=est.method.replace("against 0", "against 1"),
+                   test=None if est.test is None else replace(est.test, log=True))
 
 
 def simultaneous(components: Mapping[str, Callable[[np.ndarray], float]], n: int,
@@ -520,8 +546,8 @@ class Verdict:
     def summary(self) -> str:
         """``SD-1 finding: rho=-0.83 [-0.95,-0.61] n=12, needs CI < 0 ... -> PASS``."""
         head = f"{self.claim_id} {self.finding}".strip()
-        if self.outcome is Outcome.ERROR and not math.isfinite(self.estimate):
-            return f"{head}: {self.reason or 'no finite estimate'} -> ERROR"
+        if not math.isfinite(self.estimate):
+            return f"{head}: {self.reason or 'no finite estimate'} -> {self.outcome}"
         numbers = (f"{self.statistic}={_fmt(self.estimate)} "
                    f"[{_fmt(self.ci_low)},{_fmt(self.ci_high)}] n={self.n}")
         if self.p_value is not None:
@@ -542,6 +568,8 @@ def judge(claim_id: str, evidence: Evidence | Estimate, rule: Rule, *,
     did not hold turns a PASS into INCONCLUSIVE."""
     if isinstance(evidence, Estimate):
         evidence = Evidence(evidence)
+    if rule.direction != "within":
+        evidence = replace(evidence, estimate=evidence.estimate.against(rule.reference))
     missing = [c for c in rule.also if c not in evidence.checks]
     unknown = [c for c in evidence.checks if c not in rule.also]
     if missing or unknown:

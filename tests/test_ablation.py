@@ -86,6 +86,24 @@ def test_ablation_curve_starts_at_intact_and_falls(trained):
     np.testing.assert_array_equal(again.values, curve.values)
 
 
+def test_curves_are_normalized_between_chance_and_the_intact_net(trained):
+    """Ablating every unit leaves a constant prediction: the curve ends at 0 (chance), not at
+    chance / intact accuracy."""
+    model, x, y = trained
+    curve = ablation_curve(model, x, y, ["3"], orderings=2)
+    chance = float(torch.bincount(y).max()) / y.numel()
+    assert curve.chance == pytest.approx(chance)
+    np.testing.assert_allclose(curve.normalized,
+                               (curve.values - chance) / (curve.baseline - chance))
+    # with the last unit layer zeroed the output is the constant bias: one class for all
+    constant = float((y == model[-1].bias.argmax()).double().mean())
+    assert curve.normalized[:, -1] == pytest.approx((constant - chance) / (curve.baseline
+                                                                          - chance))
+    assert curve.normalized[:, -1].max() <= 1e-12
+    with pytest.raises(ValueError, match="not above chance"):
+        ablation_curve(model, x, torch.full_like(y, int(y.mode().values)), ["3"], orderings=1)
+
+
 def test_explicit_ordering_and_mean_fill(trained):
     model, x, y = trained
     stats = unit_statistics(model, x, ["3"])

@@ -5,7 +5,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from netclaims.metrics import double_descent, moving_average, similarity_blocks
+from netclaims.metrics import (
+    double_descent,
+    early_stopping_epoch,
+    moving_average,
+    similarity_blocks,
+)
 
 
 def test_double_descent_found_where_error_rises_then_falls():
@@ -59,6 +64,26 @@ def test_similarity_blocks_find_a_planted_transition():
     split = similarity_blocks(_blocks([7, 5]))
     assert split.start == 7
     assert split.contrast == pytest.approx(0.5)
+
+
+def test_the_onset_of_learning_can_be_skipped():
+    """A sharp onset (checkpoints 0-1 unlike the rest) outweighs a later, milder transition
+    unless the first checkpoints are left out."""
+    h = _blocks([2, 8, 6], inside=0.9, across=0.6)
+    h[:2, 2:] = h[2:, :2] = 0.05
+    assert similarity_blocks(h).start == 2
+    later = similarity_blocks(h, skip=4)
+    assert later.start == 10 and later.contrast == pytest.approx(0.3)
+    with pytest.raises(ValueError, match="skip"):
+        similarity_blocks(h, skip=16)
+
+
+def test_the_early_stopping_epoch_lies_before_perfect_fitting():
+    epochs = np.array([0, 1, 2, 3, 5, 10, 15])
+    accuracy = np.array([0.1, 0.5, 0.7, 0.6, 0.65, 0.8, 0.75])  # best after fitting at 5
+    assert early_stopping_epoch(epochs, accuracy, 5.0) == 2.0
+    assert early_stopping_epoch(epochs, accuracy, float("nan")) == 10.0
+    assert early_stopping_epoch(epochs, accuracy, 1.0) == 10.0  # nothing before it
 
 
 def test_smooth_drift_has_less_contrast_than_a_sharp_transition():

@@ -123,6 +123,45 @@ def test_constructions_move_prunability_and_redundancy_as_the_paper_says():
     assert prunable(nets["balanced"]) <= base_p
 
 
+def test_constructions_on_a_trained_layer():
+    """The paper's section-3 constructions (formerly claim FU-9, an exact check that cannot
+    fail unless the code is broken) on a trained last hidden layer: same function, and (i)
+    duplicates add prunable and exactly redundant units, (ii) independent extra units add
+    prunable units and no redundant one, (iii) balanced duplicates add redundant units and
+    lower the prunable fraction."""
+    torch.manual_seed(0)
+    x = torch.randn(600, 24, dtype=torch.float64)
+    y = (x[:, :3].argmax(1) + (x[:, 3] > 0).long()) % 3
+    hidden, out = nn.Linear(24, 16).double(), nn.Linear(16, 3).double()
+    net = _net(hidden, out).train()
+    opt = torch.optim.Adam(net.parameters(), lr=1e-2)
+    for _ in range(300):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    narrow = net.eval()
+    assert float((narrow(x).argmax(1) == y).double().mean()) > 0.8  # it trained
+
+    def profile(model):
+        logits = model(x).detach()
+        curve = ablation_curve(model, x, logits.argmax(-1), ["1"], fractions=FRACTIONS,
+                               orderings=3, measure="unchanged")
+        units = collect(model, x, ["1"])["1"]
+        count = units.shape[1]
+        return (logits, prunable_fraction(curve.x, curve.values) * count,
+                redundant_fraction(units, tolerance=1e-9) * count)
+
+    logits, base_p, base_r = profile(narrow)
+    wide = {c: profile(_net(*widen_last_hidden(hidden, out, c, inputs=x, seed=0)))
+            for c in ("duplicate", "orthogonal", "balanced")}
+    for construction, (wide_logits, _, _) in wide.items():
+        torch.testing.assert_close(wide_logits, logits, rtol=0,
+                                   atol=1e-9 * float(logits.abs().max()), msg=construction)
+    assert wide["duplicate"][1] > base_p and wide["duplicate"][2] >= base_r + 16
+    assert wide["orthogonal"][1] > base_p and wide["orthogonal"][2] <= base_r
+    assert wide["balanced"][2] >= base_r + 16 and wide["balanced"][1] / 32 < base_p / 16
+
+
 def test_orthogonal_construction_without_room_uses_independent_directions():
     torch.manual_seed(3)
     hidden, out = nn.Linear(8, 8).double(), nn.Linear(8, 3).double()

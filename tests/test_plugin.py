@@ -245,7 +245,7 @@ from netclaims.stats import Estimate, Rule
 
 @claim("SE-3", finding="stages", rule=Rule("greater"))
 def test_stages(arch, train_run):
-    run = train_run(arch, epochs=1, width=1.0)
+    run = train_run(arch, epochs=8, width=1.0)
     stages = models.stages_of(run.model)
     print("STAGES", arch.name, stages.groups)
     return Estimate("n", 1.0, 1.0, 1.0, 1)
@@ -259,8 +259,8 @@ def test_module_callable_architectures(claims_env):
                                   "--netclaims-arch", "plugin_nets:staged")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([
-        literal("[netclaims] training plugin_nets:plain/mnist1d epochs=1 (1 epochs)"),
-        "*[[]netclaims[]] trained plugin_nets:plain/mnist1d epochs=1 in *s: test_acc=*",
+        literal("[netclaims] training plugin_nets:plain/mnist1d epochs=8 (8 epochs)"),
+        "*[[]netclaims[]] trained plugin_nets:plain/mnist1d epochs=8 in *s: test_acc=*",
         "*STAGES plugin_nets:plain (('early', ('2',)), ('intermediate', ('4',)), "
         "('late', ('6',)))*",
         "*STAGES plugin_nets:staged (('early', ('2',)), ('late', ('4', '6')))*",

@@ -12,9 +12,11 @@ from netclaims import strategies as nst
 from netclaims.metrics import (
     class_balance,
     class_selectivity,
+    live_units,
     mean_class_selectivity,
     mutual_information,
     selectivity_from_class_means,
+    selectivity_order,
 )
 from netclaims.units import ClassMeans, PerLayer, stream
 
@@ -116,3 +118,23 @@ def test_class_balance():
     assert class_balance([0, 0, 0, 1, 1, 2]) == pytest.approx((3 + 2 + 1 + 0 + 0) / 5)
     logits = torch.tensor([[2.0, 0.0], [3.0, 1.0], [0.0, 1.0]])
     assert class_balance(logits, top=1) == 2.0
+
+
+def test_dead_units_are_found_and_placed_at_random_in_selective_orders():
+    acts = torch.tensor([[0.0, 1.0, 0.0, 2.0, 0.0],
+                         [0.0, 3.0, 0.0, 0.0, 0.5]])
+    live = live_units(acts)
+    assert live.tolist() == [False, True, False, True, True]
+    si = torch.tensor([0.0, 0.2, 0.0, 0.9, 0.5])
+    positions = {0: set(), 2: set()}
+    for seed in range(40):
+        order = selectivity_order(si, live, generator=torch.Generator().manual_seed(seed))
+        assert sorted(order.tolist()) == list(range(5))
+        ranked = [u for u in order.tolist() if live[u]]
+        assert ranked == [3, 4, 1]  # live units from the most to the least selective
+        for dead in positions:
+            positions[dead].add(order.tolist().index(dead))
+    # a dead unit's SI of 0 does not send it to the end: it lands anywhere
+    assert all(len(seen) >= 4 and min(seen) == 0 for seen in positions.values())
+    with pytest.raises(ValueError, match="shape"):
+        selectivity_order(si, live[:3])

@@ -222,3 +222,16 @@ def test_mean_cis_do_not_move_with_rounding(paired):
             assert abs(one.ci_low - other.ci_low) <= 1e-12 * width
             assert abs(one.ci_high - other.ci_high) <= 1e-12 * width
             assert one.value == pytest.approx(other.value, abs=1e-15)
+
+
+def test_p_values_test_the_rule_s_reference_where_the_estimate_allows():
+    gains = [2.3, 2.4, 2.35]
+    verdict = judge("X-1", stats.mean(gains), Rule("greater", reference=2.0))
+    assert verdict.p_value == pytest.approx(sps.ttest_1samp(gains, 2.0).pvalue)
+    assert "t-test p against 2," in verdict.method and verdict.outcome is Outcome.PASS
+    ratio = stats.jackknife(lambda i: float(np.mean(np.array([0.5, 0.6, 0.7, 0.55])[i])), 4,
+                            name="r", log=True)
+    assert ratio.null == 1.0 and ratio.against(0.55).p_value > ratio.p_value  # nearer 0.59
+    # a permutation p-value tests only its own null
+    rho = stats.mean_correlation([(np.arange(4), np.array([1.0, 2.0, 4.0, 3.0]))] * 3)
+    assert rho.against(0.2) is rho

@@ -32,6 +32,7 @@ from netclaims.metrics.dynamics import (
     BlockSplit,
     DoubleDescent,
     double_descent,
+    early_stopping_epoch,
     moving_average,
     similarity_blocks,
 )
@@ -58,9 +59,11 @@ from netclaims.metrics.ranking import (
 from netclaims.metrics.selectivity import (
     class_balance,
     class_selectivity,
+    live_units,
     mean_class_selectivity,
     mutual_information,
     selectivity_from_class_means,
+    selectivity_order,
 )
 
 __all__ = [
@@ -81,6 +84,7 @@ __all__ = [
     "dbviz_plane",
     "decision_region_similarity",
     "double_descent",
+    "early_stopping_epoch",
     "granulated_kendall",
     "granulated_permutation_p",
     "group_taus",
@@ -88,6 +92,7 @@ __all__ = [
     "incoming_l1_norm",
     "kendall_tau",
     "linear_cka",
+    "live_units",
     "mean_class_selectivity",
     "minibatch_cka",
     "moving_average",
@@ -101,6 +106,7 @@ __all__ = [
     "redundant_fraction",
     "sample_triplets",
     "selectivity_from_class_means",
+    "selectivity_order",
     "similarity_blocks",
     "single_unit_importance",
     "standardize_for_c4",

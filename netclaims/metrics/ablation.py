@@ -38,8 +38,13 @@ class Curve:
 
     ``x``: fractions of units ablated (``x_axis="fraction"``) or noise scales
     (``x_axis="log10 scale"``); ``values``: ``(repeats, points)`` raw accuracy or fraction of
-    unchanged predictions; ``baseline``: the same measure for the intact model; ``aucs``: one
-    AUC per repeat of the normalized curve (``values / baseline``).
+    unchanged predictions; ``baseline``: the same measure for the intact model; ``chance``:
+    what a constant prediction scores (the most frequent class's share for accuracy, 0 for
+    unchanged predictions); ``aucs``: one AUC per repeat of the normalized curve,
+    ``(values − chance) / (baseline − chance)``: 1 for the intact net, 0 at chance, so a net
+    ablated down to guessing scores 0 whatever the number of classes (the raw ratio
+    ``values / baseline`` keeps a floor of ``chance / baseline``, which differs between nets of
+    different accuracy).
     """
 
     x: np.ndarray
@@ -48,10 +53,11 @@ class Curve:
     measure: str
     x_axis: str
     aucs: np.ndarray
+    chance: float = 0.0
 
     @property
     def normalized(self) -> np.ndarray:
-        return self.values / self.baseline
+        return (self.values - self.chance) / (self.baseline - self.chance)
 
     @property
     def auc(self) -> float:
@@ -60,20 +66,22 @@ class Curve:
 
     @property
     def normalization(self) -> str:
-        return f"{self.measure} / intact {self.measure} ({self.baseline:.4g})"
+        return (f"({self.measure} - chance {self.chance:.4g}) / (intact {self.measure} "
+                f"{self.baseline:.4g} - chance)")
 
     def to_tensors(self) -> dict[str, torch.Tensor]:
         """The curve's numbers as tensors (for caching); ``from_tensors`` reverses it."""
         return {"x": torch.from_numpy(self.x), "values": torch.from_numpy(self.values),
                 "aucs": torch.from_numpy(self.aucs),
-                "baseline": torch.tensor([self.baseline], dtype=torch.float64)}
+                "baseline": torch.tensor([self.baseline, self.chance], dtype=torch.float64)}
 
     @classmethod
     def from_tensors(cls, tensors: dict[str, torch.Tensor], measure: str,
                      x_axis: str) -> Curve:
+        baseline, chance = (float(v) for v in tensors["baseline"])
         return cls(x=tensors["x"].numpy(), values=tensors["values"].numpy(),
-                   baseline=float(tensors["baseline"][0]), measure=measure, x_axis=x_axis,
-                   aucs=tensors["aucs"].numpy())
+                   baseline=baseline, measure=measure, x_axis=x_axis,
+                   aucs=tensors["aucs"].numpy(), chance=chance)
 
 
 def curve_auc(x: Sequence[float], y: Sequence[float], *, log_x: bool = False,
@@ -157,7 +165,7 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
     or ``"unchanged"``: the fraction of predictions equal to the intact model's
     (frivolous-units paper). ``per_position`` ablates each position of a feature map as its
     own unit (the frivolous-units paper's prunability) instead of whole channels. AUC:
-    trapezoid over fractions 0..1 of the normalized curve.
+    trapezoid over fractions 0..1 of the chance-corrected curve (:class:`Curve`).
     """
     check_choice(measure, "measure", MEASURES)
     inputs, y = _inputs_labels(inputs, labels)
@@ -183,18 +191,26 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
     outputs = intervened_outputs(model, inputs, interventions, batch_size=batch_size,
                                  mask_chunk=mask_chunk, strategy=strategy)
     values = _score(outputs, y, reference, measure).numpy().reshape(r, len(fr))
-    baseline = float((reference == y).double().mean()) if measure == "accuracy" else 1.0
-    return _curve(fr, values, baseline, measure, "fraction")
+    return _curve(fr, values, reference, y, measure, "fraction")
 
 
-def _curve(x: np.ndarray, values: np.ndarray, baseline: float, measure: str,
-           x_axis: str) -> Curve:
-    if baseline <= 0:
-        raise ValueError(f"the intact model's {measure} is 0; a normalized curve is undefined")
+def _curve(x: np.ndarray, values: np.ndarray, reference: torch.Tensor, labels: torch.Tensor,
+           measure: str, x_axis: str) -> Curve:
+    """The curve of raw ``values``, normalized between chance and the intact net's score
+    (``reference``: its predictions)."""
+    if measure == "accuracy":
+        baseline = float((reference == labels).double().mean())
+        chance = float(torch.bincount(labels).max()) / labels.numel()
+    else:
+        baseline, chance = 1.0, 0.0
+    if baseline <= chance:
+        raise ValueError(f"the intact model's {measure} ({baseline:.4g}) is not above chance "
+                         f"({chance:.4g}): a normalized curve is undefined (did it train?)")
     log_x = x_axis != "fraction"
-    aucs = np.array([curve_auc(x, row / baseline, log_x=log_x) for row in values])
+    aucs = np.array([curve_auc(x, (row - chance) / (baseline - chance), log_x=log_x)
+                     for row in values])
     return Curve(x=x, values=values, baseline=baseline, measure=measure, x_axis=x_axis,
-                 aucs=aucs)
+                 aucs=aucs, chance=chance)
 
 
 def _orderings(orderings: int | Mapping[str, torch.Tensor], counts: Mapping[str, int],
@@ -248,8 +264,7 @@ def noise_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
     outputs = intervened_outputs(model, inputs, interventions, batch_size=batch_size,
                                  mask_chunk=mask_chunk, generator=gen, strategy=strategy)
     values = _score(outputs, y, reference, measure).numpy().reshape(repeats, len(sc))
-    baseline = float((reference == y).double().mean()) if measure == "accuracy" else 1.0
-    return _curve(sc, values, baseline, measure, "log10 scale")
+    return _curve(sc, values, reference, y, measure, "log10 scale")
 
 
 def single_unit_importance(model: nn.Module, inputs: torch.Tensor, labels: object,

@@ -65,17 +65,24 @@ class BlockSplit:
     contrast: float
 
 
-def similarity_blocks(heatmap: ArrayLike, *, min_size: int = 2) -> BlockSplit:
+def similarity_blocks(heatmap: ArrayLike, *, min_size: int = 2, skip: int = 0) -> BlockSplit:
     """The split of an ``(E, E)`` checkpoint-similarity heatmap (e.g. CKA between the
     checkpoints of one layer) into two contiguous blocks of at least ``min_size`` checkpoints
     that maximizes ``mean(inside, off-diagonal) − mean(across)``: the "similarity blocks" and
     the transition between them (representation-dynamics paper, section 3.3). A heatmap with a
     sharp transition has a large contrast; a smooth drift a small one.
+
+    ``skip`` leaves the first checkpoints out (the returned ``start`` still indexes the whole
+    heatmap): the onset of learning is a sharp change of its own, which the best split would
+    otherwise find instead of a later transition.
     """
-    h = as_tensor(heatmap, "heatmap", ndim=2).double().numpy()
+    full = as_tensor(heatmap, "heatmap", ndim=2).double().numpy()
+    if full.shape[1] != full.shape[0]:
+        raise ValueError(f"heatmap must be square, got shape {full.shape}")
+    if not 0 <= skip < full.shape[0]:
+        raise ValueError(f"skip must lie in [0, {full.shape[0]}), got {skip}")
+    h = full[skip:, skip:]
     e = h.shape[0]
-    if h.shape[1] != e:
-        raise ValueError(f"heatmap must be square, got shape {h.shape}")
     if e < 2 * min_size:
         raise ValueError(f"two blocks of {min_size} need at least {2 * min_size} checkpoints, "
                          f"got {e}")
@@ -86,5 +93,23 @@ def similarity_blocks(heatmap: ArrayLike, *, min_size: int = 2) -> BlockSplit:
         inside[:start, :start] = inside[start:, start:] = True
         contrast = float(h[inside & off].mean() - h[~inside].mean())
         if contrast > best.contrast:
-            best = BlockSplit(start, contrast)
+            best = BlockSplit(start + skip, contrast)
     return best
+
+
+def early_stopping_epoch(epochs: ArrayLike, test_accuracy: ArrayLike,
+                         fit_epoch: float) -> float:
+    """The best early-stopping epoch: among the checkpoints after initialization and before
+    ``fit_epoch`` (the first with 100% training accuracy), the one with the highest test
+    accuracy (the first of ties); over every checkpoint after initialization when none lies
+    before it (``fit_epoch`` NaN: the run never fits perfectly)."""
+    e = as_tensor(epochs, "epochs", ndim=1).double().numpy()
+    acc = as_tensor(test_accuracy, "test_accuracy", ndim=1).double().numpy()
+    if e.shape != acc.shape:
+        raise ValueError(f"epochs has {e.size} values but test_accuracy {acc.size}")
+    trained = e > 0
+    before = trained & (e < fit_epoch) if math.isfinite(fit_epoch) else trained
+    keep = before if before.any() else trained
+    if not keep.any():
+        raise ValueError("no checkpoint after initialization")
+    return float(e[keep][int(np.argmax(acc[keep]))])

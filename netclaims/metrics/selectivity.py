@@ -63,6 +63,41 @@ def class_selectivity(activations: ArrayLike, labels: ArrayLike, *,
     return selectivity_from_class_means(sums / counts[:, None], eps=eps)
 
 
+def live_units(activations: ArrayLike) -> torch.Tensor:
+    """Which units are alive on a set of samples: ``(n, units)`` activations (after the
+    nonlinearity, spatially reduced) → bool ``(units,)``, True where some sample activates
+    the unit (a non-zero value).
+
+    A unit never active on the evaluation set has no class means to compare and no effect to
+    ablate: its selectivity, mutual information and importance are 0 by construction and say
+    nothing about a finding. The claims leave such units out of per-unit means and
+    correlations, place them at random in selectivity orderings
+    (:func:`selectivity_order`), and report how many they left out (in the smoke suite a
+    conv net without batch norm has 20–25% of them, its dense layer 46%).
+    """
+    return (as_tensor(activations, "activations", ndim=2) != 0).any(dim=0)
+
+
+def selectivity_order(selectivity: ArrayLike, live: torch.Tensor, *,
+                      generator: torch.Generator | None = None) -> torch.Tensor:
+    """Unit indices from the most to the least selective live unit, with the dead units
+    (``live`` False) at random positions among them: ablated "most selective first", a dead
+    unit is neither selective nor unselective, and ranking its SI of 0 last would make the
+    selective order look harmless. Ties keep index order."""
+    si = as_tensor(selectivity, "selectivity", ndim=1)
+    alive = torch.as_tensor(live, dtype=torch.bool)
+    if alive.shape != si.shape:
+        raise ValueError(f"live has shape {tuple(alive.shape)}, selectivity {tuple(si.shape)}")
+    ranked = alive.nonzero().squeeze(1)[si[alive].argsort(descending=True, stable=True)]
+    dead = (~alive).nonzero().squeeze(1)
+    slots = torch.zeros(si.numel(), dtype=torch.bool)
+    slots[torch.randperm(si.numel(), generator=generator)[:dead.numel()]] = True
+    order = torch.empty(si.numel(), dtype=torch.long)
+    order[slots] = dead[torch.randperm(dead.numel(), generator=generator)]
+    order[~slots] = ranked
+    return order
+
+
 def mean_class_selectivity(layer_activations: dict[str, torch.Tensor] | list[torch.Tensor],
                            labels: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor:
     """Differentiable mean selectivity over units of each layer, then over layers.
