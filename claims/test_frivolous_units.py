@@ -237,7 +237,12 @@ def test_redundant_units_keep_pace_with_width(arch, width_series, save_figure):
 @claim("FU-4", finding="non-prunable units grow slower than width",
        rule=Rule("less", reference=2.0), requires=["stages", "width"])
 def test_non_prunable_units_grow_slower(arch, width_series, save_figure):
-    """g(non-prunable) < 2 (paper appendix: non-frivolous units less-than-double)."""
+    """g(non-prunable) < 2 (paper appendix: non-frivolous units less-than-double).
+
+    One measurement with FU-2: prunable and non-prunable units add up to the width, so this
+    is FU-2's count seen from the other side, not independent evidence; the catalogue states
+    both, so both are reported.
+    """
     return _plain_gain("FU-4", arch, width_series, save_figure, "non-prunable")
 
 

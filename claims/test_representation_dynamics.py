@@ -71,7 +71,7 @@ FAMILIES = (CLEAN, NOISY, NARROW)
 
 
 @pytest.fixture
-def rd_runs(arch, train_runs, prefetch_runs, run_spec, seeds, small_task_of):
+def rd_runs(arch, train_runs, read_runs, prefetch_runs, run_spec, seeds, small_task_of):
     """``rd_runs(family) -> [run per seed]`` for the families of the module docstring, all
     of an architecture's families trained in one zoo (the built-in transformer's one family
     at a time: by default it serves only RD-9, which reads the noisy family). When the
@@ -85,9 +85,10 @@ def rd_runs(arch, train_runs, prefetch_runs, run_spec, seeds, small_task_of):
             prefetch_runs("transformer", zoo[NOISY], derive=derive, readers=("RD-9",))
         families = (family,) if str(arch) == "transformer" else _families(arch)
         zoo, derive = _rd_zoo(arch, families, seeds, small_task_of(arch), run_spec)
-        runs = train_runs(arch, [v for group in zoo.values() for v in group], derive=derive)
+        runs = train_runs(arch, [v for group in zoo.values() for v in group], derive=derive,
+                          read=False)
         start = list(zoo).index(family) * len(seeds)
-        return runs[start:start + len(seeds)]
+        return read_runs(runs[start:start + len(seeds)])
     return make
 
 

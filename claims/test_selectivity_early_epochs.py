@@ -2,26 +2,28 @@
 Thakurdesai, Morcos, Leavitt & Gal 2023; ResNet-50 on ImageNet in the paper).
 
 Shared smoke protocol: the small task of ``claims/conftest.py`` (the first 1000 MNIST-1D
-training samples) trained for 20 epochs (paper: 90 ImageNet epochs; paper scale here: 40 on
-the full set) with the registry's optimizer, once per seed (3 at smoke, 5 at paper) in nine
-conditions: unregularized; the selectivity regularizer against selectivity switched on at
-epoch 0, 1, …, 5 and kept on; switched on at epoch 0 and off after 4 epochs; and in favour of
-selectivity for the first 4 epochs. Epochs are counted from 0 as in the paper ("switched on
-at epoch e" = from the (e+1)-th pass over the data; the checkpoint after e passes is "epoch
-e"). The regularizer follows the paper: ``loss = CE − α · mean SI`` over the units of the early
-and intermediate stages (against: α < 0) or of every stage (in favour: α > 0, the paper's
-appendix A.5.2); α is the paper's (−20 against, +5 in favour) scaled by the ratio of the
-initial cross-entropies, ln C / ln 1000 (C = the task's classes: −6.7 and +1.7 on MNIST-1D).
-The unregularized and the from-epoch-0 runs keep checkpoints at initialization, 4 points
-inside the first epoch, every epoch up to 5 and every 5 epochs after. Selectivity: class
-selectivity index of every unit after the ReLU (conv maps averaged over positions) on the
-first 1000 test samples, averaged over the units of each layer, then over the layers of a
-stage. Effects are per seed; CIs over seeds (Student t), so with 3 seeds they are wide.
+training samples) trained for 20 epochs (paper: 90 ImageNet epochs; paper scale here: 40 on the
+full set) with the registry's optimizer, once per seed (3 at smoke, 5 at paper) in nine
+conditions: unregularized; the selectivity regularizer against selectivity switched on at epoch
+0, 1, …, 5 and kept on; switched on at epoch 0 and off after 4 epochs; and in favour of
+selectivity for the first 4 epochs. Epochs are counted from 0 as in the paper ("switched on at
+epoch e" = from the (e+1)-th pass over the data; the checkpoint after e passes is "epoch e").
+The regularizer follows the paper: ``loss = CE − α · mean SI`` over the units of the early and
+intermediate stages (against: α < 0) or of every stage (in favour: α > 0, the paper's appendix
+A.5.2); α is the paper's (−20 against, +5 in favour) scaled by the ratio of the initial cross-
+entropies, ln C / ln 1000 (C = the task's classes: −6.7 and +1.7 on MNIST-1D). The
+unregularized and the from-epoch-0 runs keep checkpoints at initialization, 4 points inside the
+first epoch, every epoch up to 5 and every 5 epochs after. Selectivity: class selectivity index
+of every unit after the ReLU (conv maps averaged over positions) on the first 1000 test
+samples, averaged over the live units of each layer (units never active are left out), then
+over the layers of a stage. Effects are per seed; CIs over seeds (Student t), so with 3 seeds
+they are wide.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import partial
 
@@ -31,7 +33,7 @@ import pytest
 import torch
 
 from netclaims import models, stats
-from netclaims.claims import checkpoint_schedule, claim, paper
+from netclaims.claims import ReadOnLookup, checkpoint_schedule, claim, paper
 from netclaims.metrics import (
     ablation_curve,
     class_balance,
@@ -42,7 +44,7 @@ from netclaims.metrics import (
 )
 from netclaims.stats import Evidence, Rule, seed_mean, seed_paired
 from netclaims.train import Regularizer
-from netclaims.units import collect
+from netclaims.units import collect, eval_mode
 
 paper("SE", "Class selectivity in early epochs")
 
@@ -85,8 +87,10 @@ def conditions(num_classes: int) -> dict[str, tuple[Regularizer, ...]]:
 
 
 @pytest.fixture
-def se_runs(arch, train_runs, run_spec, seeds, scale, claims_data, small_task) -> dict:
-    """``{condition: [run per seed]}`` for the nine conditions of the module docstring."""
+def se_runs(arch, train_runs, read_runs, run_spec, seeds, scale, claims_data,
+            small_task) -> Mapping[str, list]:
+    """``{condition: [run per seed]}`` for the nine conditions of the module docstring; a
+    claim reads (and is judged on the health of) only the conditions it looks up."""
     epochs = EPOCHS[scale]
     # the claims read final accuracies and the checkpoints' dynamics, never the history
     # between checkpoints
@@ -100,8 +104,8 @@ def se_runs(arch, train_runs, run_spec, seeds, scale, claims_data, small_task) -
                         **(traced if name in TRACED else {})} for s in seeds]
                 for name, regs in conditions(claims_data.num_classes).items()}
     runs = iter(train_runs(arch, [v for group in variants.values() for v in group],
-                           derive=_dynamics_if_traced))
-    return {name: [next(runs) for _ in seeds] for name in variants}
+                           derive=_dynamics_if_traced, read=False))
+    return ReadOnLookup({name: [next(runs) for _ in seeds] for name in variants}, read_runs)
 
 
 def _dynamics(run) -> dict[str, np.ndarray]:
@@ -173,8 +177,13 @@ def _ablation_aucs(run, model, stages) -> list[float]:
     """[selective early+intermediate, random early+intermediate, selective late, random
     late]. Each stage (the paper's module) is ablated on its own and the early and
     intermediate AUCs are averaged; units are ordered by their SI on held-out test samples
-    (dead units at random positions), and the ablated net is scored on other test samples."""
+    (dead units at random positions), and the ablated net is scored on other test samples.
+    A checkpoint not yet above chance has no ablation curve (NaN): there is nothing to lose."""
     x, y_abl = run.data.x_test[:ABLATION_SAMPLES], run.data.y_test[:ABLATION_SAMPLES]
+    chance = float(torch.bincount(y_abl).max()) / y_abl.numel()
+    with torch.no_grad(), eval_mode(model):
+        if float((model(x).argmax(-1) == y_abl).double().mean()) <= chance:
+            return [math.nan] * 4
     x_si, y_si = run.data.x_test[ABLATION_SAMPLES:], run.data.y_test[ABLATION_SAMPLES:]
     held_out = collect(model, x_si, stages.layers)
     gen = torch.Generator().manual_seed(run.spec.seed)
@@ -323,10 +332,11 @@ def test_selective_ablation_milder_early_stages(arch, se_runs):
     """AUC(selective order) − AUC(random order) > 0 for the early and intermediate units of a
     trained net (paper Fig. 4).
 
-    Scaled protocol: final unregularized nets; the same fraction of units ablated (clamped to
-    0) in every early and intermediate layer, most selective first (SI on 1000 test samples)
-    or in 5 random orders; accuracy on 500 test samples normalized by the intact net's; per
-    seed.
+    Scaled protocol: final unregularized nets; per stage (the paper's module), the same
+    fraction of units ablated (clamped to 0) in each of its layers, most selective first (SI
+    on 500 held-out test samples; dead units at random positions) or in 5 random orders;
+    accuracy on 500 other test samples normalized between chance and the intact net; the
+    early and intermediate stages' AUCs averaged; per seed.
     """
     return seed_mean(_final_auc_gap(se_runs, "early"),
                      statistic="AUC(selective) - AUC(random), early & intermediate")
@@ -345,9 +355,9 @@ def test_selective_ablation_harsher_late_stage(arch, se_runs):
 
 def _window_slopes(run, order: str) -> float:
     dyn = _dynamics(run)
-    window = (dyn["epoch"] > 0) & (dyn["epoch"] <= ABLATION_WINDOW)
-    return float(np.polyfit(dyn["epoch"][window],
-                            dyn["auc"][window, _auc_column("early", order)], 1)[0])
+    auc = dyn["auc"][:, _auc_column("early", order)]
+    window = (dyn["epoch"] > 0) & (dyn["epoch"] <= ABLATION_WINDOW) & np.isfinite(auc)
+    return float(np.polyfit(dyn["epoch"][window], auc[window], 1)[0])
 
 
 def _ablation_figure(se_runs, arch, save_figure):

@@ -1,18 +1,21 @@
 """Claims of "On the importance of single directions for generalization" (Morcos et al. 2018).
 
-Shared smoke protocol (scaled from the paper's MNIST MLP / CIFAR-10 ConvNet / ImageNet
-ResNet): for SD-7…SD-16 each architecture is trained on MNIST-1D (4000 / 1000) with its
-registry defaults, once with batch normalization and once without, for every seed (3 at smoke
-scale, 5 at paper scale). SD-1…SD-6 use the small task shared with the frivolous-units
-claims (``claims/conftest.py``): the first 1000 training samples, trained long enough to fit
-them even with shuffled labels, 8 checkpoints kept; with 0–100% of the labels shuffled
-(SD-1, SD-2, SD-6) or at 1/3, 1 and 3 times the registry's learning rate (the SD-3/SD-5
-zoo). Units
-are taken after the ReLU; conv feature maps are averaged over positions for selectivity and
-ablated whole. Ablations follow the paper: every unit layer of an MLP, the last three unit
-layers of conv and residual nets. Effects are computed per seed and their CIs are over seeds
-(Student t; correlations within a network also get a stratified permutation p-value), so with
-3 seeds the intervals are wide by design.
+Shared smoke protocol (scaled from the paper's MNIST MLP / CIFAR-10 ConvNet / ImageNet ResNet):
+for SD-7…SD-16 each architecture is trained on MNIST-1D (4000 / 1000) with its registry
+defaults, once with batch normalization and once without, for every seed (3 at smoke scale, 5
+at paper scale); SD-7…SD-9 compare the two, SD-10…SD-16 read the "analysis nets": with batch
+norm for conv nets (the paper: "batch normalization was used for all convolutional networks"),
+without for MLPs. SD-1…SD-6 use the small task shared with the frivolous-units claims
+(``claims/conftest.py``): the first 1000 training samples, trained long enough to fit them even
+with shuffled labels, 8 checkpoints kept; with 0–100% of the labels shuffled (SD-1, SD-2, SD-6)
+or at 1/3, 1 and 3 times the registry's learning rate (the SD-3/SD-5 zoo). Units are taken
+after the ReLU; conv feature maps are averaged over positions for selectivity and ablated
+whole. Ablations follow the paper: every unit layer of an MLP, the last three unit layers of
+conv and residual nets; curves are normalized between chance (0) and the intact net (1). Units
+never active on the evaluation set are left out of per-unit means and correlations, and
+counted. Effects are computed per seed and their CIs are over seeds (Student t; correlations
+within a network also get a stratified permutation p-value), so with 3 seeds the intervals are
+wide by design.
 """
 
 from __future__ import annotations
@@ -112,22 +115,23 @@ def _zoos_started(arch, prefetch_runs, run_spec, seeds, small_task) -> None:
 
 
 @pytest.fixture
-def sd_runs(arch, train_runs, seeds) -> Callable[[bool], list]:
+def sd_runs(arch, train_runs, read_runs, seeds) -> Callable[[bool], list]:
     """``sd_runs(batchnorm)``: the :func:`_full_task_zoo` runs with or without batch
     norm."""
     def make(batchnorm: bool) -> list:
-        runs = train_runs(arch, *_full_task_zoo(arch, seeds))
-        return runs[:len(seeds)] if batchnorm else runs[-len(seeds):]
+        runs = train_runs(arch, *_full_task_zoo(arch, seeds), read=False)
+        return read_runs(runs[:len(seeds)] if batchnorm else runs[-len(seeds):])
     return make
 
 
 @pytest.fixture
-def zoo_runs(arch, train_runs, run_spec, seeds, small_task) -> Callable[[float], list]:
+def zoo_runs(arch, train_runs, read_runs, run_spec, seeds,
+             small_task) -> Callable[[float], list]:
     """``zoo_runs(lr_scale)``: the :func:`_lr_zoo` runs at one learning-rate scale."""
     def make(lr_scale: float) -> list:
-        runs = train_runs(arch, *_lr_zoo(arch, seeds, small_task, run_spec))
+        runs = train_runs(arch, *_lr_zoo(arch, seeds, small_task, run_spec), read=False)
         start = LR_SCALES.index(lr_scale) * len(seeds)
-        return runs[start:start + len(seeds)]
+        return read_runs(runs[start:start + len(seeds)])
     return make
 
 
@@ -325,8 +329,9 @@ def test_memorizing_nets_more_ablation_sensitive(arch, train_runs, seeds, small_
     0, 25, 50, 75 and 100% of the labels shuffled (each seed its own shuffle) for enough
     epochs to fit them (paper: MNIST MLP, CIFAR-10 ConvNet, ImageNet ResNet trained to fit);
     cumulative ablation of the paper's layers on 500 training samples scored against the
-    labels as trained (training accuracy, as the paper), 5 random orderings, normalized by
-    the intact training accuracy. ρ over the 5 × seeds (fraction, AUC) points.
+    labels as trained (training accuracy, as the paper), 5 random orderings, normalized
+    between chance and the intact training accuracy. ρ over the 5 × seeds (fraction, AUC)
+    points.
     """
     return _by_corruption(
         "SD-1", lambda run: _curve(run, arch, split="train"),
@@ -516,8 +521,10 @@ def test_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
     """AUC(BN) − AUC(no BN) > 0 (paper Fig. 5b, CIFAR-10 ConvNets).
 
     Scaled protocol: per seed, cumulative ablation curve on 500 MNIST-1D test samples, 11
-    fractions from 0 to 1, 5 random orderings, test accuracy normalized by the intact
-    accuracy; AUC by trapezoid. Effect: paired mean difference over seeds.
+    fractions from 0 to 1, 5 random orderings, test accuracy normalized between chance and
+    the intact accuracy; AUC by trapezoid. Downstream batch norms use their running
+    statistics (eval mode; the paper does not say which it used). Effect: paired mean
+    difference over seeds.
     """
     curves: dict[bool, list] = {True: [], False: []}
 
@@ -544,9 +551,11 @@ def test_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
 def test_batchnorm_lowers_selectivity(arch, sd_runs):
     """mean SI(BN) − mean SI(no BN) < 0 (paper Fig. 6a).
 
-    Scaled protocol: class selectivity index (class means, eps 1e-6) of every unit after the
-    ReLU on the MNIST-1D test set, averaged over units of each layer, then over layers; paired
-    difference over seeds.
+    Scaled protocol: class selectivity index (class means, eps 1e-6) of every live unit after
+    the ReLU on the MNIST-1D test set, averaged over the live units of each layer, then over
+    the layers: the conv feature maps of a conv net (the paper's "class selectivity of feature
+    maps"), every unit layer of an MLP; dead units left out and counted; paired difference
+    over seeds.
     """
     return _bn_unit_means(sd_runs, arch, class_selectivity, "SI(BN) - SI(no BN)")
 
@@ -557,8 +566,8 @@ def test_batchnorm_raises_mutual_information(arch, sd_runs):
     """mean MI(BN) − mean MI(no BN) > 0 (paper Fig. 6b).
 
     Scaled protocol: mutual information (bits; 10 equal-frequency bins, Miller–Madow
-    corrected) of every unit with the class on the MNIST-1D test set, averaged over units and
-    layers; paired difference over seeds.
+    corrected) of every live unit with the class on the MNIST-1D test set, averaged over the
+    live units and the layers of SD-8; paired difference over seeds.
     """
     return _bn_unit_means(sd_runs, arch, mutual_information, "MI(BN) - MI(no BN)")
 

@@ -107,6 +107,25 @@ def claim(id: str, *, finding: str, rule: Rule, paper: str | None = None,
     return mark
 
 
+class ReadOnLookup(Mapping[str, Sequence[Any]]):
+    """Groups of runs (conditions of a protocol) that a fixture trained together, handed to
+    ``read`` (the plugin's ``read_runs``) as a claim looks each group up: a claim is judged on
+    the health of the conditions it reads, not of every condition its fixture trained."""
+
+    def __init__(self, groups: Mapping[str, Sequence[Any]],
+                 read: Callable[[Sequence[Any]], Sequence[Any]]) -> None:
+        self._groups, self._read = dict(groups), read
+
+    def __getitem__(self, name: str) -> Sequence[Any]:
+        return self._read(self._groups[name])
+
+    def __iter__(self):
+        return iter(self._groups)
+
+    def __len__(self) -> int:
+        return len(self._groups)
+
+
 def grid(axes: Mapping[str, Sequence[Any]], *,
          exclude: Callable[[dict[str, Any]], bool] | None = None) -> list[dict[str, Any]]:
     """Every combination of ``axes`` (a hyperparameter grid), in a stable order, without the
@@ -129,4 +148,5 @@ def checkpoint_schedule(epochs: int, steps_per_epoch: int, *, inside_first: int 
 
 
 __all__ = ["CAPABILITIES", "DEFAULT_ARCHS", "PAPERS", "SCALES", "Architecture", "ClaimInfo",
-           "NotApplicable", "Rule", "checkpoint_schedule", "claim", "grid", "paper"]
+           "NotApplicable", "ReadOnLookup", "Rule", "checkpoint_schedule", "claim", "grid",
+           "paper"]

@@ -181,12 +181,14 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     _CURRENT[:] = [item]  # before fixtures, so runs trained by fixtures are attributed too
 
 
-def _note_runs(runs: Sequence[Run]) -> None:
-    """Remember which store entries the running test used (for its record and for gc), and
-    which of them are not evidence (:mod:`netclaims.health`)."""
+def _note_runs(runs: Sequence[Run], *, read: bool = True) -> None:
+    """Remember which store entries the running test used (for its record and for gc), and,
+    for those it reads, which are not evidence (:mod:`netclaims.health`)."""
     if _CURRENT:
         item = _CURRENT[0]
         item.stash.setdefault(RUN_KEYS, []).extend(run.spec.key for run in runs)
+        if not read:
+            return
         unhealthy = item.stash.setdefault(UNHEALTHY, {})
         for run in runs:
             if run.spec.key not in unhealthy and (why := diagnose(run)) is not None:
@@ -398,20 +400,33 @@ def train_run(netclaims_settings: Settings, store: Store,
 @pytest.fixture(scope="session")
 def train_runs(netclaims_settings: Settings, store: Store,
                pytestconfig: pytest.Config) -> Callable[..., list[Run]]:
-    """``train_runs(arch, [fields, ...], derive=None) -> [Run, ...]``: a zoo, trained by the
-    session's executor (``--netclaims-executor``); combine with :func:`netclaims.claims.grid`
-    for hyperparameter grids with pairing rules. ``derive`` measures each newly trained run
-    in the worker that trained it (see :meth:`netclaims.store.Store.runs`)."""
+    """``train_runs(arch, [fields, ...], derive=None, read=True) -> [Run, ...]``: a zoo,
+    trained by the session's executor (``--netclaims-executor``); combine with
+    :func:`netclaims.claims.grid` for hyperparameter grids with pairing rules. ``derive``
+    measures each newly trained run in the worker that trained it (see
+    :meth:`netclaims.store.Store.runs`). The claim is judged on the health of the runs it
+    reads: all of them, or with ``read=False`` (a fixture that trains more than one claim
+    reads) only those later passed to :func:`read_runs`."""
     progress = _Progress(pytestconfig)
 
     def make(arch: Architecture | str, variants: Sequence[dict[str, Any]],
-             derive: Callable[[Run], Any] | None = None) -> list[Run]:
+             derive: Callable[[Run], Any] | None = None, *, read: bool = True) -> list[Run]:
         specs = [_spec(netclaims_settings, arch, v) for v in variants]
         runs = store.runs(specs, executor=netclaims_settings.executor,
                           device=netclaims_settings.device, progress=progress, derive=derive)
-        _note_runs(runs)
+        _note_runs(runs, read=read)
         return runs
     return make
+
+
+@pytest.fixture(scope="session")
+def read_runs() -> Callable[[Sequence[Run]], Sequence[Run]]:
+    """``read_runs(runs) -> runs``: mark runs as read by the running claim, which is then
+    INCONCLUSIVE if one of them did not train (:mod:`netclaims.health`)."""
+    def read(runs: Sequence[Run]) -> Sequence[Run]:
+        _note_runs(runs)
+        return runs
+    return read
 
 
 @pytest.fixture(scope="session")

@@ -49,8 +49,23 @@ class TTest:
     log: bool = False
 
     def p_against(self, value: float) -> float:
-        target = math.log(value) if self.log else value
-        return float(2 * sps.t.sf(abs(self.centre - target) / self.se, self.df))
+        return float(2 * sps.t.sf(abs(self.centre - self._scale(value)) / self.se, self.df))
+
+    def _scale(self, value: float) -> float:
+        return math.log(value) if self.log else value
+
+    def units_to_decide(self, value: float, limit: int = 1000) -> int | None:
+        """How many independent units (seeds) an interval built like this one would need to
+        exclude ``value`` if the effect and the per-unit spread stayed as observed (None when
+        the effect is 0 or more than ``limit`` would be needed)."""
+        n = self.df + 1
+        sd, effect = self.se * math.sqrt(n), abs(self.centre - self._scale(value))
+        if effect == 0:
+            return None
+        for m in range(2, limit + 1):
+            if _quantile(m - 1) * sd / math.sqrt(m) < effect:
+                return m
+        return None
 
 
 @dataclass(frozen=True)
@@ -580,6 +595,12 @@ def judge(claim_id: str, evidence: Evidence | Estimate, rule: Rule, *,
     unmet = [c for c in rule.also if not evidence.checks[c]]
     if outcome is Outcome.PASS and unmet:
         outcome, reason = Outcome.INCONCLUSIVE, "not met: " + "; ".join(unmet)
+    test = estimate.test
+    if outcome is Outcome.INCONCLUSIVE and not reason and test is not None \
+            and test.df == estimate.n - 1 and rule.direction != "within":
+        needed = test.units_to_decide(rule.reference)
+        reason = (f"at this effect and spread about {needed} seeds would decide it"
+                  if needed and needed > estimate.n else reason)
     return Verdict(claim_id=claim_id, finding=finding, statistic=estimate.statistic,
                    estimate=estimate.value, ci_low=estimate.ci_low, ci_high=estimate.ci_high,
                    n=estimate.n, p_value=estimate.p_value, rule=rule.describe(),

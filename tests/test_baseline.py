@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from netclaims.report import compare_to_baseline
+from netclaims.report import compare_to_baseline, estimate_drift
 
 ENTRY = {"verdict": "PASS", "estimate": 0.5, "tolerance": 0.1}
 
@@ -49,3 +49,10 @@ def test_moved_estimate_departs_on_the_same_numerics_and_is_noted_on_others():
     other = compare_to_baseline(record("PASS", 0.75), ENTRY, same_numerics=False)
     assert other.departure is None
     assert other.note == f"{same.departure} on other numerics (not a failure)"
+
+
+def test_an_estimate_exactly_at_its_tolerance_has_not_moved():
+    at_edge = {"verdict": "PASS", "estimate": 0.75, "tolerance": 0.25}
+    assert estimate_drift({"verdict": "PASS", "estimate": 0.5}, at_edge) is None
+    assert estimate_drift({"verdict": "PASS", "estimate": 0.5 - 1e-9}, at_edge) is not None
+    assert estimate_drift({"verdict": "PASS", "estimate": None}, at_edge) is None

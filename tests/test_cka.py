@@ -211,3 +211,30 @@ def test_minibatch_sink_matches_function(mlp_model):
     expected = minibatch_cka(list(acts["1"].split(32)), list(acts["3"].split(32)))
     assert matrix[0, 1] == pytest.approx(expected, rel=1e-5)  # float32 forwards differ by batch
     assert matrix[0, 0] == pytest.approx(1.0)
+
+
+def _kornblith_rbf_cka(x: np.ndarray, y: np.ndarray, threshold: float) -> float:
+    """An independent transcription of the formulas of Kornblith et al.'s demo notebook:
+    ``K = exp(−d² / (2 · threshold² · median d²))`` on the features, centered as ``HKH``,
+    CKA = ⟨K, L⟩ / (‖K‖ ‖L‖)."""
+    def gram(z):
+        z = z - z.mean(0)
+        sq = (z * z).sum(1)
+        d2 = sq[:, None] + sq[None, :] - 2 * z @ z.T
+        return np.exp(-d2 / (2 * threshold**2 * np.median(d2)))
+
+    def centre(k):
+        h = np.eye(k.shape[0]) - 1.0 / k.shape[0]
+        return h @ k @ h
+
+    k, l_ = centre(gram(x)), centre(gram(y))
+    return float((k * l_).sum() / np.sqrt((k * k).sum() * (l_ * l_).sum()))
+
+
+@pytest.mark.parametrize("threshold", [0.5, 1.0, 2.0])
+def test_rbf_cka_matches_an_independent_implementation(threshold):
+    rng = np.random.default_rng(4)
+    x = rng.normal(size=(40, 6))
+    y = np.tanh(x @ rng.normal(size=(6, 5))) + 0.3 * rng.normal(size=(40, 5))
+    got = rbf_cka(torch.from_numpy(x), torch.from_numpy(y), threshold=threshold)
+    assert float(got) == pytest.approx(_kornblith_rbf_cka(x, y, threshold), abs=1e-10)

@@ -127,3 +127,18 @@ def test_c4_matches_the_equation_over_pairs_i_below_j():
     assert c4_class_distance_std_ratio(layers, sup) == pytest.approx(expected, rel=1e-9)
     assert c4_class_distance_std_ratio(layers, sup, per_layer=True) == pytest.approx(
         {name: np.mean(v) for name, v in per_layer.items()}, rel=1e-9)
+
+
+def test_c3_by_hand_with_population_standard_deviations():
+    """c3 of one layer of two neurons and two classes, from eq. 3 written out: per neuron
+    and class std_class / std_all with population (ddof 0) deviations, the top k = 1 neuron
+    per class, mean over the classes."""
+    a = np.array([[1.0, 0.0], [3.0, 4.0], [10.0, 1.0], [14.0, 5.0]])
+    y = np.array([0, 0, 1, 1])
+    std_all = a.std(0)  # population
+    ratios = np.stack([a[y == c].std(0) / (std_all + 1e-7) for c in (0, 1)])
+    expected = float(np.mean(ratios.max(1)))
+    assert c3_class_std_ratio({"layer": a}, y, k=1) == pytest.approx(expected, rel=1e-12)
+    sample_std = np.stack([a[y == c].std(0, ddof=1) / (a.std(0, ddof=1) + 1e-7)
+                           for c in (0, 1)])
+    assert abs(expected - float(np.mean(sample_std.max(1)))) > 1e-3  # the choice matters

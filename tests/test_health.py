@@ -67,3 +67,62 @@ def test_a_claim_reading_an_unhealthy_run_is_inconclusive(pytester, tmp_path, mo
     assert {r["verdict"] for r in records.values()} == {"INCONCLUSIVE"}
     assert records["MY-1"]["estimate"] is None and records["MY-1"]["n"] == 0
     assert "did not train" in records["MY-2"]["details"]["unhealthy_runs"][0]
+
+
+class _Run:
+    """What diagnose reads of a run: its labels, its history, its cached prediction counts."""
+
+    def __init__(self, train_acc: float, counts: list[int]) -> None:
+        import pandas as pd
+        import torch
+
+        self.data = type("Data", (), {"y_train": torch.arange(100) % 10})()
+        self.history = pd.DataFrame({"epoch": [0, 5], "train_acc": [0.1, train_acc]})
+        self.counts = torch.tensor(counts)
+
+    def derived(self, name, params, compute):
+        return {"counts": self.counts}
+
+
+def test_the_floor_lies_a_fifth_of_the_way_from_chance_to_one():
+    spread = [10] * 10
+    assert diagnose(_Run(0.27, spread)).startswith("did not train: training accuracy 0.270, "
+                                                   "chance 0.100, floor 0.280")
+    assert diagnose(_Run(0.29, spread)) is None
+    assert diagnose(_Run(0.9, [99, 1] + [0] * 8)).startswith("collapsed: class 0 takes 99.0%")
+    assert diagnose(_Run(0.9, [98, 2] + [0] * 8)) is None
+
+
+GROUPS = '''
+import pytest
+from netclaims.claims import ReadOnLookup, claim, paper
+from netclaims.stats import Estimate, Rule
+
+paper("MY", "My lab's findings")
+
+@pytest.fixture
+def groups(arch, train_runs, read_runs):
+    runs = train_runs(arch, [{"dataset": "digits", "width": 0.25, "epochs": e}
+                             for e in (3, 0)], read=False)
+    return ReadOnLookup({"trained": runs[:1], "untrained": runs[1:]}, read_runs)
+
+@claim("MY-1", finding="reads the trained group", rule=Rule("greater"))
+def test_trained(groups):
+    assert groups["trained"][0].spec.epochs == 3
+    return Estimate("d", 1.0, 0.5, 1.5, 3, 0.01)
+
+@claim("MY-2", finding="reads the untrained group", rule=Rule("greater"))
+def test_untrained(groups):
+    groups["untrained"]
+    return Estimate("d", 1.0, 0.5, 1.5, 3, 0.01)
+'''
+
+
+def test_a_claim_is_judged_on_the_groups_it_reads(pytester, tmp_path, monkeypatch):
+    monkeypatch.setenv("NETCLAIMS_STORE", str(tmp_path / "store"))
+    pytester.makepyfile(test_groups=GROUPS)
+    result = pytester.runpytest("--netclaims-arch", "mlp")
+    result.assert_outcomes(passed=1, failed=1)
+    report = json.loads((pytester.path / "netclaims-report" / "report.json").read_text())
+    verdicts = {r["id"]: r["verdict"] for r in report["records"]}
+    assert verdicts == {"MY-1": "PASS", "MY-2": "INCONCLUSIVE"}

@@ -7,6 +7,8 @@ from importlib.metadata import entry_points
 
 import pytest
 
+from netclaims.report import estimate_text
+
 pytest_plugins = ["pytester"]
 
 
@@ -119,8 +121,30 @@ def test_json_schema_and_markdown_html(claims_env):
     for key in ("id", "paper", "finding", "arch", "scale", "statistic", "estimate", "ci_low",
                 "ci_high", "n", "p_value", "threshold", "verdict", "seconds", "figures"):
         assert key in record
-    assert "| SD-1 " in (folder / "report.md").read_text()
-    assert "<table>" in (folder / "report.html").read_text()
+    markdown, html = (folder / "report.md").read_text(), (folder / "report.html").read_text()
+    assert "| SD-1 " in markdown and "<table>" in html
+    for record in report["records"]:  # the numbers the verdict carried, in every format
+        assert (record["estimate"], record["ci_low"], record["ci_high"], record["p_value"]) \
+            in ((-0.83, -0.95, -0.61, 0.01), (0.4, 0.1, 0.7, 0.01))
+        text = estimate_text(record)
+        assert text in markdown and text in html, text
+
+
+def test_a_non_finite_estimate_is_an_error_that_fails(claims_env):
+    claims_env.makepyfile(test_nan="""
+import math
+from netclaims.claims import claim
+from netclaims.stats import Estimate, Rule
+
+@claim("SD-8", finding="nan", rule=Rule("less"))
+def test_nan():
+    return Estimate("d", math.nan, -1.0, 1.0, 3, None)
+""")
+    result = claims_env.runpytest("--netclaims-arch", "mlp")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*SD-8 nan: non-finite estimate or CI -> ERROR*"])
+    report = json.loads((claims_env.path / "netclaims-report" / "report.json").read_text())
+    assert [r["verdict"] for r in report["records"]] == ["ERROR"]
 
 
 def test_junitxml_carries_numbers(claims_env):

@@ -82,3 +82,47 @@ def test_group_taus_are_the_terms_of_the_granulated_coefficient():
     granulated = granulated_kendall(frame, "measure", "acc", ["lr", "width", "seed"])
     for axis, values in taus.items():
         assert granulated[axis] == pytest.approx(np.mean(values))
+
+
+def _tau_a_by_pairs(a, b) -> float:
+    """τ-a from its definition: over unordered pairs, +1 concordant, −1 discordant, 0 tied
+    in either (joint ties included), divided by all n(n−1)/2 pairs."""
+    pairs = list(itertools.combinations(range(len(a)), 2))
+    score = sum(np.sign(a[i] - a[j]) * np.sign(b[i] - b[j]) for i, j in pairs)
+    return float(score) / len(pairs)
+
+
+@given(st.lists(st.tuples(st.integers(0, 3), st.integers(0, 3)), min_size=2, max_size=25))
+def test_kendall_tau_matches_its_definition_with_ties_and_joint_ties(pairs):
+    a = np.array([p[0] for p in pairs], dtype=float)
+    b = np.array([p[1] for p in pairs], dtype=float)
+    assert kendall_tau(a, b) == pytest.approx(_tau_a_by_pairs(a, b), abs=1e-12)
+    assert kendall_tau(a, b) == pytest.approx(kendall_tau(b, a), abs=1e-12)  # symmetric
+    # strictly increasing maps of either variable change nothing
+    assert kendall_tau(np.exp(a), b ** 3 + 2 * b) == pytest.approx(kendall_tau(a, b), abs=1e-12)
+
+
+def test_joint_ties_stay_in_the_denominator():
+    # pairs (0,1) tie in both variables: τ-a counts them as 0 out of 3 pairs, so 2/3 here
+    # (dropping joint ties from the denominator, as Carbonnelle's code does, would give 1)
+    assert kendall_tau([1, 1, 2], [5, 5, 7]) == pytest.approx(2 / 3)
+
+
+@given(st.integers(0, 2**31 - 1))
+def test_granulated_kendall_matches_a_brute_force_loop_over_groups(seed):
+    frame = _zoo(seed % 1000)
+    rng = np.random.default_rng(seed)
+    frame["m"] = rng.integers(0, 4, len(frame)).astype(float)  # ties on purpose
+    axes = ["lr", "width", "depth"]
+    psi = {}
+    for axis in axes:
+        others = [a for a in axes if a != axis]
+        taus = []
+        for _, group in frame.groupby(others):
+            if len(group) > 1 and group[axis].nunique() > 1:
+                taus.append(_tau_a_by_pairs(group["m"].to_numpy(), group["acc"].to_numpy()))
+        psi[axis] = float(np.mean(taus))
+    got = granulated_kendall(frame, "m", "acc", axes)
+    for axis in axes:
+        assert got[axis] == pytest.approx(psi[axis], abs=1e-12)
+    assert got["total"] == pytest.approx(np.mean(list(psi.values())), abs=1e-12)

@@ -138,3 +138,20 @@ def test_dead_units_are_found_and_placed_at_random_in_selective_orders():
     assert all(len(seen) >= 4 and min(seen) == 0 for seen in positions.values())
     with pytest.raises(ValueError, match="shape"):
         selectivity_order(si, live[:3])
+
+
+def test_mutual_information_is_the_miller_madow_formula_from_counts():
+    """Two equal-frequency bins, two classes: I = H(X) + H(Y) − H(X, Y), each plug-in
+    entropy plus (occupied cells − 1) / 2n nats, in bits. Here the corrections do not cancel
+    (2 + 2 cells against 4 joint ones): they lower I by 1 / (16 ln 2) ≈ 0.09 bits, so a
+    correction with the wrong sign or left out is caught."""
+    a = np.array([[0.0], [0.0], [0.0], [0.0], [1.0], [1.0], [1.0], [1.0]])
+    y = np.array([0, 0, 0, 1, 0, 1, 1, 1])
+    n = 8
+
+    def entropy(counts):
+        p = np.asarray(counts, float) / n
+        return -(p * np.log2(p)).sum() + (p.size - 1) / (2 * n * np.log(2))
+
+    expected = entropy([4, 4]) + entropy([4, 4]) - entropy([3, 1, 1, 3])
+    assert float(mutual_information(a, y, bins=2)[0]) == pytest.approx(expected, abs=1e-12)

@@ -235,3 +235,32 @@ def test_p_values_test_the_rule_s_reference_where_the_estimate_allows():
     # a permutation p-value tests only its own null
     rho = stats.mean_correlation([(np.arange(4), np.array([1.0, 2.0, 4.0, 3.0]))] * 3)
     assert rho.against(0.2) is rho
+
+
+def test_an_inconclusive_mean_says_how_many_seeds_would_decide_it():
+    values = [0.1, 0.5, -0.05]
+    verdict = judge("X-1", stats.mean(values), Rule("greater"))
+    assert verdict.outcome is Outcome.INCONCLUSIVE
+    needed = int(verdict.reason.split("about ")[1].split(" seeds")[0])
+    # at that n, the same mean and sd give an interval that excludes 0; one fewer does not
+    sd, m = np.std(values, ddof=1), np.mean(values)
+    assert m - sps.t.ppf(0.975, needed - 1) * sd / math.sqrt(needed) > 0
+    assert m - sps.t.ppf(0.975, needed - 2) * sd / math.sqrt(needed - 1) <= 0
+
+
+@pytest.mark.parametrize(("rule", "estimate", "outcome"), [
+    (Rule("greater"), _est(0.5, 0.0, 0.9), Outcome.INCONCLUSIVE),  # touching, not inclusive
+    (Rule("greater", inclusive=True), _est(0.5, 0.0, 0.9), Outcome.PASS),
+    (Rule("less", reference=0.2, inclusive=True), _est(0.0, -0.3, 0.2), Outcome.PASS),
+    (Rule("less", reference=0.2, inclusive=True), _est(0.0, -0.3, 0.2 + 1e-12),
+     Outcome.INCONCLUSIVE),
+    (Rule("greater", min_effect=0.5), _est(0.5, 0.1, 0.9), Outcome.PASS),  # reaches exactly
+    (Rule("greater", min_effect=0.5), _est(0.5 - 1e-12, 0.1, 0.9), Outcome.INCONCLUSIVE),
+    (Rule("less"), _est(0.5, 0.0, 0.9), Outcome.INCONCLUSIVE),  # lower bound on the line
+    (Rule("less"), _est(0.5, 1e-12, 0.9), Outcome.FAIL),
+    (Rule("within", band=(-0.3, 0.3)), _est(0.0, -0.3, 0.3), Outcome.PASS),  # edges count
+    (Rule("within", band=(-0.3, 0.3)), _est(0.5, 0.3, 0.7), Outcome.INCONCLUSIVE),
+    (Rule("within", band=(-0.3, 0.3)), _est(0.5, 0.3 + 1e-12, 0.7), Outcome.FAIL),
+])
+def test_rule_boundaries(rule, estimate, outcome):
+    assert rule.judge(estimate) is outcome

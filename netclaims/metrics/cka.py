@@ -42,13 +42,14 @@ def _n_checked(x: torch.Tensor, y: torch.Tensor, minimum: int, why: str) -> int:
 
 def rbf_gram(x: torch.Tensor, threshold: float = 0.5) -> torch.Tensor:
     """RBF Gram matrix of centered float64 features with ``sigma^2 = threshold^2 · median``
-    of the squared pairwise distances (median over all n² entries, as in Kornblith et al.'s
-    ``gram_rbf``)."""
+    of the squared pairwise distances (median over all n² entries, the mean of the two middle
+    ones when n² is even, as ``np.median`` in Kornblith et al.'s ``gram_rbf``; torch's median
+    would take the lower one)."""
     check_positive(threshold, "threshold")
     sq = (x * x).sum(1)
     d2 = (sq[:, None] + sq[None, :] - 2.0 * (x @ x.T)).clamp_min(0.0)
     d2.fill_diagonal_(0.0)
-    median = float(d2.median())
+    median = float(np.median(d2.detach().cpu().numpy()))
     if median <= 0:
         raise ValueError("the median squared distance is 0 (most samples coincide): the RBF "
                          "bandwidth rule is undefined for this representation")
