@@ -223,9 +223,9 @@ def _selectivity_figure(se_runs, arch, save_figure, name: str = "selectivity-ove
     """Mean SI per stage over training, the unregularized and the from-epoch-0 runs side by
     side (mean over seeds), with the window where SE-1 looks for the peak shaded."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
-    stages = models.stages_of(se_runs[NONE][0].model).names
+    stages = models.stages_of(se_runs.shown(NONE)[0].model).names
     for ax, condition in zip(axes, TRACED, strict=True):
-        dyns = [_dynamics(r) for r in se_runs[condition]]
+        dyns = [_dynamics(r) for r in se_runs.shown(condition)]
         epochs = dyns[0]["epoch"]
         mean = np.mean([d["si"] for d in dyns], axis=0)
         for i, stage in enumerate(stages):
@@ -243,13 +243,13 @@ def _accuracy_figure(se_runs, arch, save_figure):
     """Final test accuracy of every condition (one dot per seed, their mean as a bar), the
     quantity SE-9, SE-10, SE-11 and SE-14 compare (the paper's Fig. 6 and 8)."""
     fig, ax = plt.subplots(figsize=(7, 3.8))
-    for i, (condition, runs) in enumerate(se_runs.items()):
-        acc = [_final_acc(r) for r in runs]
+    for i, condition in enumerate(se_runs):
+        acc = [_final_acc(r) for r in se_runs.shown(condition)]
         ax.bar(i, np.mean(acc), color="tab:blue" if condition in (NONE, FROM_0) else "tab:grey",
                alpha=0.5)
         ax.scatter([i] * len(acc), acc, color="black", s=10, zorder=3)
     ax.set_xticks(range(len(se_runs)), list(se_runs), rotation=35, ha="right", fontsize=7)
-    low = min(_final_acc(r) for runs in se_runs.values() for r in runs)
+    low = min(_final_acc(r) for condition in se_runs for r in se_runs.shown(condition))
     ax.set(ylabel="final test accuracy (%)", ylim=(max(0.0, low - 5), None),
            title=f"selectivity regularizer conditions, {arch}")
     fig.tight_layout()

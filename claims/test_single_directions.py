@@ -36,6 +36,7 @@ from netclaims.metrics import (
     ablation_curve,
     class_selectivity,
     curve_auc,
+    element_means,
     incoming_l1_norm,
     live_units,
     mutual_information,
@@ -158,16 +159,14 @@ def _curve(run, arch: Architecture, fill: str = "zero", *, split: str = "test",
     layers = _ablated_layers(model, arch)
 
     def compute() -> dict[str, torch.Tensor]:
-        means = None
-        if fill == "mean":
-            moments = unit_statistics(model, run.data.x_train, layers)
-            means = {layer: moments[layer].mean.float() for layer in layers}
+        means = element_means(model, run.data.x_train, layers) if fill == "mean" else None
         x, y = _eval_set(run, split)
         return ablation_curve(model, x, y, layers, orderings=ORDERINGS, seed=run.spec.seed,
                               fill=means).to_tensors()
 
     params = {"layers": layers, "fill": fill, "orderings": ORDERINGS, "samples": EVAL_SAMPLES,
-              "split": split, "epoch": epoch, "normalized": "between chance and intact"}
+              "split": split, "epoch": epoch, "normalized": "between chance and intact",
+              "mean": "per element of a feature map"}
     return Curve.from_tensors(run.derived("ablation-curve", params, compute), "accuracy",
                               "fraction")
 
@@ -712,7 +711,8 @@ def test_zero_ablation_less_damaging_than_mean(arch, sd_runs, save_figure):
 
     Scaled protocol: the analysis nets (see SD-14); the SD-7 ablation curves (500 test samples,
     11 fractions, 5 orderings, the paper's layers) with units clamped to 0 and to their mean
-    over the training set (every position of a feature map counted); paired over seeds.
+    over the training set, each element of a feature map to its own mean as the paper
+    (appendix A.1); paired over seeds.
     """
     runs = sd_runs(_analysis_bn(arch))
     zero = [_curve(run, arch) for run in runs]

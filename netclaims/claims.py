@@ -119,6 +119,11 @@ class ReadOnLookup(Mapping[str, Sequence[Any]]):
     def __getitem__(self, name: str) -> Sequence[Any]:
         return self._read(self._groups[name])
 
+    def shown(self, name: str) -> Sequence[Any]:
+        """A group without reading it, for a figure that shows conditions beside the ones
+        the claim judges."""
+        return self._groups[name]
+
     def __iter__(self):
         return iter(self._groups)
 

@@ -600,7 +600,8 @@ class Intervention:
     """What happens to the units of one layer, for ``M`` masks at once.
 
     ``output' = keep * output + (1 - keep) * fill + noise_std * N(0, 1)``, per unit, with
-    ``keep`` and ``noise_std`` of shape ``(M, units)`` and ``fill`` of shape ``(units,)``
+    ``keep`` and ``noise_std`` of shape ``(M, units)`` and ``fill`` of shape ``(units,)``, or
+    ``(units, *positions)`` for a value per element of each feature map (channels first)
     (zeros when None). Build one with :func:`ablation` or :func:`noise`. With
     ``per_position`` every element of a sample's output is its own unit (a feature map's
     positions counted separately, as the frivolous-units paper prunes them), flattened in the
@@ -630,9 +631,10 @@ class Intervention:
             setattr(self, name, value)
             counts.add(value.shape[0])
         if self.fill is not None:
-            self.fill = torch.as_tensor(self.fill, dtype=torch.float32).reshape(-1)
-            if self.fill.shape[0] != self.units:
-                raise ValueError(f"fill must have {self.units} values, got {self.fill.shape[0]}")
+            self.fill = torch.as_tensor(self.fill, dtype=torch.float32)
+            if self.fill.ndim == 0 or self.fill.shape[0] != self.units:
+                raise ValueError(f"fill must have shape ({self.units},) or ({self.units}, "
+                                 f"*positions), got {tuple(self.fill.shape)}")
             check_finite(self.fill, "fill")
         if len(counts) > 1:
             raise ValueError(f"keep and noise_std disagree on the number of masks: {counts}")
@@ -730,6 +732,18 @@ class intervene(_Hooks):  # noqa: N801 - used like a function
             self._device_cache[cache_key] = value.to(device)
         return self._device_cache[cache_key].to(dtype)
 
+    def _fill(self, key: str, iv: Intervention, shape: torch.Size, axis: int | None,
+              dev: torch.device, dt: torch.dtype) -> torch.Tensor:
+        """The clamp values, broadcastable against the ``(M, B, ...)`` output."""
+        fill = self._on(key, "fill", iv.fill, dev, dt)
+        if fill.ndim == 1:
+            return _broadcast(fill[None], shape, axis)
+        if axis != 1 or tuple(fill.shape) != tuple(shape[2:]):
+            raise ValueError(f"layer {key!r}: a per-element fill of shape "
+                             f"{tuple(fill.shape)} needs channels-first outputs of that shape, "
+                             f"got {tuple(shape[2:])}")
+        return fill.reshape(1, 1, *fill.shape)
+
     def _hook(self, name: str) -> Callable:
         keys = [k for k in self.interventions if _split_call(k)[0] == name]
 
@@ -770,8 +784,7 @@ class intervene(_Hooks):  # noqa: N801 - used like a function
                 keep = _broadcast(self._on(key, "keep", iv.keep, dev, dt), shape, axis)
                 result = result * keep
                 if iv.fill is not None:
-                    fill = _broadcast(self._on(key, "fill", iv.fill[None], dev, dt), shape, axis)
-                    result = result + (1.0 - keep) * fill
+                    result = result + (1.0 - keep) * self._fill(key, iv, shape, axis, dev, dt)
             if iv.noise_std is not None:
                 std = _broadcast(self._on(key, "std", iv.noise_std, dev, dt), shape, axis)
                 eps = torch.randn(result.shape, generator=self.generator, dtype=torch.float32,

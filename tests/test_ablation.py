@@ -10,6 +10,7 @@ from torch import nn
 from netclaims.metrics import (
     ablation_curve,
     curve_auc,
+    element_means,
     incoming_l1_norm,
     noise_curve,
     random_sharpness,
@@ -164,3 +165,22 @@ def test_random_sharpness_flatter_for_smaller_loss_sensitivity(trained):
     looser = random_sharpness(model, x, y, deviation=1.0, draws=2, iterations=10)
     assert looser > sigma
     assert random_sharpness(model, x, y, draws=2, iterations=10) == sigma
+
+
+def test_mean_ablation_clamps_each_element_of_a_feature_map_to_its_own_mean():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv1d(1, 3, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(30, 2)).eval()
+    x = torch.randn(50, 1, 10)
+    means = element_means(model, x, ["1"])["1"]
+    assert means.shape == (3, 10)
+    torch.testing.assert_close(means, torch.relu(model[0](x)).mean(0), rtol=1e-5, atol=1e-6)
+    # fully ablated to the per-element means, every input gives the mean-field output
+    curve = ablation_curve(model, x, torch.zeros(50, dtype=torch.long), ["1"],
+                           fractions=[0.0, 1.0], orderings=1, fill={"1": means},
+                           measure="unchanged")
+    constant = model[3](means.flatten()[None]).argmax(-1)
+    assert curve.values[0, 1] == pytest.approx(float((model(x).argmax(-1) == constant)
+                                                     .double().mean()))
+    dense = element_means(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), torch.randn(9, 4), ["1"])
+    assert dense["1"].shape == (3,)

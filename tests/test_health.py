@@ -115,6 +115,12 @@ def test_trained(groups):
 def test_untrained(groups):
     groups["untrained"]
     return Estimate("d", 1.0, 0.5, 1.5, 3, 0.01)
+
+@claim("MY-3", finding="only shows the untrained group in a figure", rule=Rule("greater"))
+def test_shown(groups):
+    assert groups.shown("untrained")[0].spec.epochs == 0
+    groups["trained"]
+    return Estimate("d", 1.0, 0.5, 1.5, 3, 0.01)
 '''
 
 
@@ -122,7 +128,7 @@ def test_a_claim_is_judged_on_the_groups_it_reads(pytester, tmp_path, monkeypatc
     monkeypatch.setenv("NETCLAIMS_STORE", str(tmp_path / "store"))
     pytester.makepyfile(test_groups=GROUPS)
     result = pytester.runpytest("--netclaims-arch", "mlp")
-    result.assert_outcomes(passed=1, failed=1)
+    result.assert_outcomes(passed=2, failed=1)
     report = json.loads((pytester.path / "netclaims-report" / "report.json").read_text())
     verdicts = {r["id"]: r["verdict"] for r in report["records"]}
-    assert verdicts == {"MY-1": "PASS", "MY-2": "INCONCLUSIVE"}
+    assert verdicts == {"MY-1": "PASS", "MY-2": "INCONCLUSIVE", "MY-3": "PASS"}

@@ -264,3 +264,16 @@ def test_an_inconclusive_mean_says_how_many_seeds_would_decide_it():
 ])
 def test_rule_boundaries(rule, estimate, outcome):
     assert rule.judge(estimate) is outcome
+
+
+def test_an_unstable_jackknife_is_not_bias_corrected():
+    """A statistic that jumps when any one seed is left out (as a ratio does whose
+    denominator nearly vanishes): the bias correction would move the interval off the value
+    by more than its own error, so it is not applied."""
+    def jumpy(idx: np.ndarray) -> float:
+        return 1.0 if len(idx) == 3 else 2.0 + 0.1 * float(idx[0])
+
+    est = stats.jackknife(jumpy, 3, name="r")
+    assert est.ci_low <= est.value <= est.ci_high and "not bias-corrected" in est.method
+    smooth = stats.jackknife(lambda i: float(np.array([1.0, 1.2, 0.9])[i].mean()), 3, name="m")
+    assert "not bias-corrected" not in smooth.method

@@ -22,6 +22,7 @@ from netclaims.units import (
     Intervention,
     Moments,
     PerLayer,
+    collect,
     eval_mode,
     intervened_outputs,
     model_device,
@@ -124,6 +125,22 @@ def unit_statistics(model: nn.Module, data: object, layers: Sequence[str], *,
     return dict(sink.accumulators)
 
 
+def element_means(model: nn.Module, data: object, layers: Sequence[str], *,
+                  batch_size: int = 256) -> dict[str, torch.Tensor]:
+    """The mean over ``data`` of every element of each layer's output, to clamp units to:
+    ``(channels, *positions)`` for feature maps ("means were calculated independently for
+    each element of the feature map", Morcos et al. 2018, appendix A.1), ``(units,)`` for
+    dense layers and for token activations measured over their features."""
+    full = collect(model, data, layers, reduce="none", batch_size=batch_size)
+    pooled = collect(model, data, layers, batch_size=batch_size)
+    out = {}
+    for layer in layers:
+        a, units = full[layer], pooled[layer].shape[1]
+        per_element = a.ndim > 2 and a.shape[1] == units
+        out[layer] = (a if per_element else pooled[layer]).double().mean(0).float()
+    return out
+
+
 def _predictions(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
     device = model_device(model)
     with torch.no_grad(), eval_mode(model):
@@ -158,8 +175,8 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
     """Cumulative ablation curve (Morcos et al. 2018, section 2.2).
 
     For each fraction ``f``, every layer in ``layers`` has its first ``round(f · units)``
-    units (in the order given) clamped to 0, or to ``fill[layer]`` (e.g. the unit's mean over
-    the training set, see :func:`unit_statistics`). ``orderings`` is a number of random
+    units (in the order given) clamped to 0, or to ``fill[layer]`` (e.g. each element's mean
+    over the training set, see :func:`element_means`). ``orderings`` is a number of random
     orderings (seeded by ``seed``) or, per layer, a ``(repeats, units)`` tensor of explicit
     orderings (e.g. most selective first). ``measure`` is ``"accuracy"`` against ``labels``
     or ``"unchanged"``: the fraction of predictions equal to the intact model's
