@@ -179,12 +179,13 @@ def _ablation_aucs(run, model, stages) -> list[float]:
     intermediate AUCs are averaged; units are ordered by their SI on held-out test samples
     (dead units at random positions), and the ablated net is scored on other test samples.
     A checkpoint not yet above chance has no ablation curve (NaN): there is nothing to lose."""
-    x, y_abl = run.data.x_test[:ABLATION_SAMPLES], run.data.y_test[:ABLATION_SAMPLES]
+    split = min(ABLATION_SAMPLES, run.data.x_test.shape[0] // 2)  # a small test set: halves
+    x, y_abl = run.data.x_test[:split], run.data.y_test[:split]
     chance = float(torch.bincount(y_abl).max()) / y_abl.numel()
     with torch.no_grad(), eval_mode(model):
         if float((model(x).argmax(-1) == y_abl).double().mean()) <= chance:
             return [math.nan] * 4
-    x_si, y_si = run.data.x_test[ABLATION_SAMPLES:], run.data.y_test[ABLATION_SAMPLES:]
+    x_si, y_si = run.data.x_test[split:], run.data.y_test[split:]
     held_out = collect(model, x_si, stages.layers)
     gen = torch.Generator().manual_seed(run.spec.seed)
     out = []

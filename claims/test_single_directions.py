@@ -45,7 +45,7 @@ from netclaims.metrics import (
     unit_statistics,
 )
 from netclaims.stats import Evidence, Rule
-from netclaims.units import collect, incoming_layer
+from netclaims.units import collect, eval_mode, incoming_layer
 
 paper("SD", "Reliance on single directions (Morcos et al. 2018)")
 
@@ -239,6 +239,22 @@ def _live_measure(run, layers: list[str], metric) -> tuple[dict, dict]:
     acts = collect(run.model, run.data.x_test, layers)
     return ({layer: metric(acts[layer], run.data.y_test).double() for layer in layers},
             {layer: live_units(acts[layer]) for layer in layers})
+
+
+def _live(run, layers: list[str]) -> dict[str, torch.Tensor]:
+    """Which units of ``layers`` are alive on the test set."""
+    acts = collect(run.model, run.data.x_test, layers)
+    return {layer: live_units(acts[layer]) for layer in layers}
+
+
+def _above_chance(run, epoch: int) -> bool:
+    """Whether the checkpoint at ``epoch`` predicts the evaluation set better than chance (a
+    net at chance, e.g. at initialization, has no normalized ablation curve)."""
+    x, y = _eval_set(run)
+    model = run.checkpoint(epoch)
+    with torch.no_grad(), eval_mode(model):
+        accuracy = float((model(x).argmax(-1) == y).double().mean())
+    return accuracy > float(torch.bincount(y).max()) / y.numel()
 
 
 def _dead(live: dict[str, torch.Tensor]) -> int:
@@ -446,14 +462,15 @@ def test_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
     ρ = −0.728 for an MNIST MLP).
 
     Scaled protocol: the SD-1 nets with true labels (small task, 8 checkpoints spread over
-    training; the paper's MLP trained on full MNIST); at each checkpoint, the SD-7 ablation
-    curve (500 test samples, 5 orderings) and the test loss from the training history; ρ
-    per seed, mean ρ over seeds with a CI over seeds.
+    training; the paper's MLP trained on full MNIST); at each checkpoint above chance (a net
+    at chance, e.g. at initialization, has no normalized curve), the SD-7 ablation curve (500
+    test samples, 5 orderings) and the test loss from the training history; ρ per seed, mean
+    ρ over seeds with a CI over seeds.
     """
     samples, traces = [], []
     for run in zoo_runs(1.0):
         history = run.history.set_index("epoch")
-        epochs = list(run.spec.checkpoint_epochs)
+        epochs = [e for e in run.spec.checkpoint_epochs if _above_chance(run, e)]
         aucs = [_curve(run, arch, epoch=e).auc for e in epochs]
         losses = history.loc[epochs, "test_loss"].to_numpy()
         samples.append((aucs, losses))
@@ -614,7 +631,7 @@ def test_early_units_more_important(arch, sd_runs, save_figure):
     for run in sd_runs(_analysis_bn(arch)):
         early_layers, late_layers = _third_layers(run.model)
         importance = _importance(run)
-        _, live = _live_measure(run, list(importance), class_selectivity)
+        live = _live(run, list(importance))
         early, late = (torch.cat([importance[layer][live[layer]] for layer in group]).mean()
                        for group in (early_layers, late_layers))
         diffs.append(float(early - late))

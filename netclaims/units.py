@@ -734,15 +734,18 @@ class intervene(_Hooks):  # noqa: N801 - used like a function
 
     def _fill(self, key: str, iv: Intervention, shape: torch.Size, axis: int | None,
               dev: torch.device, dt: torch.dtype) -> torch.Tensor:
-        """The clamp values, broadcastable against the ``(M, B, ...)`` output."""
+        """The clamp values, broadcastable against the ``(M, B, ...)`` output. A per-element
+        fill comes units first, as :func:`collect` returns activations, and is laid out as
+        the output holds its units (e.g. last, for token features)."""
         fill = self._on(key, "fill", iv.fill, dev, dt)
         if fill.ndim == 1:
             return _broadcast(fill[None], shape, axis)
-        if axis != 1 or tuple(fill.shape) != tuple(shape[2:]):
+        laid = None if axis is None else fill.movedim(0, axis - 1 if axis > 0 else axis)
+        if laid is None or tuple(laid.shape) != tuple(shape[2:]):
             raise ValueError(f"layer {key!r}: a per-element fill of shape "
-                             f"{tuple(fill.shape)} needs channels-first outputs of that shape, "
-                             f"got {tuple(shape[2:])}")
-        return fill.reshape(1, 1, *fill.shape)
+                             f"{tuple(fill.shape)} does not match its outputs of shape "
+                             f"{tuple(shape[2:])} (units first)")
+        return laid.reshape(1, 1, *laid.shape)
 
     def _hook(self, name: str) -> Callable:
         keys = [k for k in self.interventions if _split_call(k)[0] == name]

@@ -184,3 +184,26 @@ def test_mean_ablation_clamps_each_element_of_a_feature_map_to_its_own_mean():
                                                      .double().mean()))
     dense = element_means(nn.Sequential(nn.Linear(4, 3), nn.ReLU()), torch.randn(9, 4), ["1"])
     assert dense["1"].shape == (3,)
+
+
+def test_per_element_means_of_token_features_are_laid_out_as_the_layer_holds_them():
+    class Tokens(nn.Module):  # (batch, tokens, features), units over the features
+        def __init__(self) -> None:
+            super().__init__()
+            self.proj, self.act, self.head = nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 2)
+            self.act.netclaims_unit_axis = -1
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.head(self.act(self.proj(x)).mean(1))
+
+    torch.manual_seed(1)
+    model, x = Tokens().eval(), torch.randn(30, 5, 4)
+    means = element_means(model, x, ["act"])["act"]
+    assert means.shape == (6, 5)  # units first, as collected
+    torch.testing.assert_close(means, torch.relu(model.proj(x)).mean(0).T)
+    curve = ablation_curve(model, x, torch.zeros(30, dtype=torch.long), ["act"],
+                           fractions=[0.0, 1.0], orderings=1, fill={"act": means},
+                           measure="unchanged")
+    constant = model.head(means.T.mean(0)[None]).argmax(-1)
+    assert curve.values[0, 1] == pytest.approx(float((model(x).argmax(-1) == constant)
+                                                     .double().mean()))
