@@ -343,7 +343,8 @@ def jackknife(statistic: Callable[[np.ndarray], float], n: int, *, name: str,
     (θ₋ᵢ − θ̄₋)²`` over the leave-one-out values θ₋ᵢ (Efron & Tibshirani 1993, ch. 11):
     centred on θ, a gain of the mean curve at 3 seeds passed a null 1.5 times as often as
     its level. A correction larger than the standard error means the statistic is unstable
-    across seeds (e.g. a ratio with a denominator near 0); the interval is then centred on θ.
+    across seeds (e.g. a ratio with a denominator near 0); the interval then spans both the
+    interval around θ and the one around θ_J.
     With ``log`` the interval is taken on the log scale and mapped back (a positive ratio's
     interval is skewed). Its level at 3 and 5 seeds is checked by
     simulation in ``tests/test_calibration.py``. The p-value tests 0 (1 with ``log``)."""
@@ -358,11 +359,17 @@ def jackknife(statistic: Callable[[np.ndarray], float], n: int, *, name: str,
     spread = 0.0 if _constant(loo) else float(((loo - loo.mean()) ** 2).sum())
     se = math.sqrt((n - 1) / n * spread)
     centre = float(n * value - (n - 1) * loo.mean())
-    how = f"jackknife over {n} units{' (log scale)' * log}, bias-corrected"
-    if not abs(centre - value) <= se:  # a correction larger than the error: unstable (a ratio
-        centre = float(value)          # near 0/0), so the interval is centred on the value
-        how = f"jackknife over {n} units{' (log scale)' * log}, not bias-corrected (bias > se)"
-    est = _t_estimate(name, centre, se, n - 1, n, 0.0, how, confidence)
+    est = _t_estimate(name, centre, se, n - 1, n, 0.0,
+                      f"jackknife over {n} units{' (log scale)' * log}, bias-corrected",
+                      confidence)
+    if not abs(centre - value) <= se:  # unstable (a ratio near 0/0): span both centres
+        plain = _t_estimate(name, float(value), se, n - 1, n, 0.0, "", confidence)
+        p_values = [e.p_value for e in (est, plain) if e.p_value is not None]
+        est = replace(est, ci_low=min(est.ci_low, plain.ci_low),
+                      ci_high=max(est.ci_high, plain.ci_high),
+                      p_value=max(p_values) if p_values else None, test=None,
+                      method=est.method.replace("bias-corrected", "spanning the value and its "
+                                                "bias correction (bias > se)"))
     if not log:
         return replace(est, value=raw[0])
     return replace(est, value=raw[0], ci_low=math.exp(est.ci_low),
