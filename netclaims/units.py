@@ -389,15 +389,28 @@ class Recorder(_Hooks):
 
 
 @contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Put every submodule in eval mode and restore each one's previous mode afterwards."""
+def eval_mode(model: nn.Module, *, batch_statistics: bool = False) -> Iterator[nn.Module]:
+    """Put every submodule in eval mode and restore each one's previous mode afterwards.
+    With ``batch_statistics`` the batch norms normalize with each batch's own statistics
+    instead of their running averages, which stay as they were."""
     modes = {m: m.training for m in model.modules()}
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)] \
+        if batch_statistics else []
+    kept = {m: (m.momentum, None if m.num_batches_tracked is None
+                else m.num_batches_tracked.clone()) for m in norms}
     model.eval()
+    for norm in norms:
+        norm.train()
+        norm.momentum = 0.0  # the running averages do not move
     try:
         yield model
     finally:
         for module, training in modes.items():
             module.training = training
+        for norm, (momentum, tracked) in kept.items():
+            norm.momentum = momentum
+            if tracked is not None:
+                norm.num_batches_tracked.copy_(tracked)
 
 
 # --------------------------------------------------------------------------- streaming
@@ -862,7 +875,7 @@ def _choose_strategy(model: nn.Module, x: torch.Tensor,
 def intervened_outputs(model: nn.Module, inputs: torch.Tensor,
                        interventions: Mapping[str, Intervention], *, batch_size: int = 256,
                        mask_chunk: int = 16, generator: torch.Generator | None = None,
-                       strategy: str = "auto") -> torch.Tensor:
+                       strategy: str = "auto", batch_statistics: bool = False) -> torch.Tensor:
     """Model outputs under each of ``M`` interventions: a ``(M, n, ...)`` tensor.
 
     ``"batched"`` replicates the batch after the first intervened layer, so the layers below
@@ -871,9 +884,12 @@ def intervened_outputs(model: nn.Module, inputs: torch.Tensor,
     nets); ``"sequential"`` runs one forward per mask. ``"auto"`` checks once, on the first
     batch, which batched path gives the same outputs as running each mask separately, in
     that order, and falls back to ``"sequential"``. The model runs in eval mode without
-    gradients.
+    gradients; with ``batch_statistics`` its batch norms use each batch's statistics
+    (:func:`eval_mode`), which needs one forward per mask (``"sequential"``).
     """
     check_choice(strategy, "strategy", STRATEGIES)
+    if batch_statistics and strategy not in ("auto", "sequential"):
+        raise ValueError("batch statistics need one forward per mask: strategy 'sequential'")
     if mask_chunk < 1:
         raise ValueError(f"mask_chunk must be >= 1, got {mask_chunk}")
     masks = {iv.masks for iv in interventions.values()}
@@ -881,9 +897,10 @@ def intervened_outputs(model: nn.Module, inputs: torch.Tensor,
         raise ValueError(f"every intervention must have the same number of masks, got {masks}")
     total = masks.pop()
     device = model_device(model)
-    chosen: str | None = None if strategy == "auto" else strategy
+    chosen: str | None = "sequential" if batch_statistics else \
+        None if strategy == "auto" else strategy
     results: list[torch.Tensor] = []
-    with torch.no_grad(), eval_mode(model):
+    with torch.no_grad(), eval_mode(model, batch_statistics=batch_statistics):
         for x, _ in batches(inputs, batch_size):
             x = x.to(device)
             parts = []

@@ -207,3 +207,26 @@ def test_per_element_means_of_token_features_are_laid_out_as_the_layer_holds_the
     constant = model.head(means.T.mean(0)[None]).argmax(-1)
     assert curve.values[0, 1] == pytest.approx(float((model(x).argmax(-1) == constant)
                                                      .double().mean()))
+
+
+def test_ablation_with_batch_statistics_leaves_the_running_averages_alone():
+    torch.manual_seed(2)
+    model = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    model.train()
+    for _ in range(5):  # give the running averages something to hold
+        model(torch.randn(64, 6) * 3 + 1)
+    model.eval()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    x = torch.randn(100, 6)
+    y = torch.zeros(100, dtype=torch.long)
+    running = ablation_curve(model, x, y, ["2"], orderings=2, seed=0, measure="unchanged")
+    batch = ablation_curve(model, x, y, ["2"], orderings=2, seed=0, measure="unchanged",
+                           batch_statistics=True)
+    for key, value in model.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    assert not model.training and not model[1].training and model[1].momentum == 0.1
+    # normalizing by each batch's statistics makes another function of the damaged net
+    assert not np.allclose(batch.values, running.values)
+    with pytest.raises(ValueError, match="sequential"):
+        ablation_curve(model, x, y, ["2"], orderings=2, strategy="batched",
+                       batch_statistics=True)

@@ -141,9 +141,10 @@ def element_means(model: nn.Module, data: object, layers: Sequence[str], *,
     return out
 
 
-def _predictions(model: nn.Module, inputs: torch.Tensor, batch_size: int) -> torch.Tensor:
+def _predictions(model: nn.Module, inputs: torch.Tensor, batch_size: int,
+                 batch_statistics: bool = False) -> torch.Tensor:
     device = model_device(model)
-    with torch.no_grad(), eval_mode(model):
+    with torch.no_grad(), eval_mode(model, batch_statistics=batch_statistics):
         return torch.cat([model(inputs[i:i + batch_size].to(device)).cpu()
                           for i in range(0, inputs.shape[0], batch_size)])
 
@@ -171,7 +172,7 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
                    fill: Mapping[str, torch.Tensor] | None = None,
                    measure: str = "accuracy", per_position: bool = False, seed: int = 0,
                    batch_size: int = 256, mask_chunk: int = 16,
-                   strategy: str = "auto") -> Curve:
+                   strategy: str = "auto", batch_statistics: bool = False) -> Curve:
     """Cumulative ablation curve (Morcos et al. 2018, section 2.2).
 
     For each fraction ``f``, every layer in ``layers`` has its first ``round(f · units)``
@@ -183,6 +184,9 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
     (frivolous-units paper). ``per_position`` ablates each position of a feature map as its
     own unit (the frivolous-units paper's prunability) instead of whole channels. AUC:
     trapezoid over fractions 0..1 of the chance-corrected curve (:class:`Curve`).
+    ``batch_statistics``: the net's batch norms normalize with the statistics of each batch
+    of the damaged net instead of their running averages (the paper does not say which it
+    used; the two can disagree in sign).
     """
     check_choice(measure, "measure", MEASURES)
     inputs, y = _inputs_labels(inputs, labels)
@@ -204,9 +208,10 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
         interventions[layer] = Intervention(units, keep=keep,
                                             fill=None if fill is None else fill[layer],
                                             per_position=per_position)
-    reference = _predictions(model, inputs, batch_size).argmax(-1)
+    reference = _predictions(model, inputs, batch_size, batch_statistics).argmax(-1)
     outputs = intervened_outputs(model, inputs, interventions, batch_size=batch_size,
-                                 mask_chunk=mask_chunk, strategy=strategy)
+                                 mask_chunk=mask_chunk, strategy=strategy,
+                                 batch_statistics=batch_statistics)
     values = _score(outputs, y, reference, measure).numpy().reshape(r, len(fr))
     return _curve(fr, values, reference, y, measure, "fraction")
 
