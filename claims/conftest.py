@@ -1,10 +1,19 @@
-"""Protocols shared by several claim files."""
+"""The papers of this suite and the protocols shared by several claim files."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
 import pytest
+
+from netclaims.claims import paper
+
+# declared here, before the session starts, so that each paper is a marker (-m SD)
+paper("FU", "Frivolous units (Casper et al. 2021)")
+paper("IC", "Intraclass clustering (Carbonnelle & De Vleeschouwer 2021)")
+paper("RD", "Training dynamics of representations")
+paper("SE", "Class selectivity in early epochs")
+paper("SD", "Reliance on single directions (Morcos et al. 2018)")
 
 SMOKE_TRAIN_SIZE = 1000
 CHECKPOINTS = 8

@@ -36,7 +36,7 @@ import torch
 from matplotlib.ticker import NullFormatter
 
 from netclaims import models, stats
-from netclaims.claims import claim, paper
+from netclaims.claims import claim
 from netclaims.metrics import (
     ablation_curve,
     prunable_fraction,
@@ -45,8 +45,6 @@ from netclaims.metrics import (
 )
 from netclaims.stats import Evidence, Rule
 from netclaims.units import collect
-
-paper("FU", "Frivolous units (Casper et al. 2021)")
 
 WIDTH_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
 SHORT_FACTORS = (0.25, 1.0, 4.0)

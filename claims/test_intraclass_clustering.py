@@ -31,7 +31,7 @@ import pytest
 import torch
 
 from netclaims import stats
-from netclaims.claims import NotApplicable, claim, grid, paper
+from netclaims.claims import NotApplicable, claim, grid
 from netclaims.metrics import (
     c1_subclass_selectivity,
     c2_subclass_silhouette,
@@ -43,8 +43,6 @@ from netclaims.metrics import (
 )
 from netclaims.stats import Evidence, Rule
 from netclaims.units import collect
-
-paper("IC", "Intraclass clustering (Carbonnelle & De Vleeschouwer 2021)")
 
 SUPERCLASSES = ((0, 1), (2, 3), (4, 5), (6, 7), (8, 9))
 CORE = {"lr_scale": (1 / 3, 1.0), "optimizer": ("adam", "momentum")}

@@ -31,7 +31,7 @@ import pytest
 import torch
 
 from netclaims import models, stats
-from netclaims.claims import checkpoint_schedule, claim, paper
+from netclaims.claims import checkpoint_schedule, claim
 from netclaims.metrics import (
     cka_matrix,
     decision_region_similarity,
@@ -45,8 +45,6 @@ from netclaims.metrics import (
 )
 from netclaims.stats import Rule, seed_mean, seed_paired
 from netclaims.units import collect
-
-paper("RD", "Training dynamics of representations")
 
 LABEL_NOISE = 0.2
 NARROW_WIDTH = 0.25

@@ -33,7 +33,7 @@ import pytest
 import torch
 
 from netclaims import models, stats
-from netclaims.claims import ReadOnLookup, checkpoint_schedule, claim, paper
+from netclaims.claims import ReadOnLookup, checkpoint_schedule, claim
 from netclaims.metrics import (
     ablation_curve,
     class_balance,
@@ -45,8 +45,6 @@ from netclaims.metrics import (
 from netclaims.stats import Evidence, Rule, seed_mean, seed_paired
 from netclaims.train import Regularizer
 from netclaims.units import collect, eval_mode
-
-paper("SE", "Class selectivity in early epochs")
 
 SE_NEEDS = ("stages", "three_stages", "nonnegative_units")
 """The protocol reads early, intermediate and late stages."""

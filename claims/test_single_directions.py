@@ -30,7 +30,7 @@ import pytest
 import torch
 
 from netclaims import models, stats
-from netclaims.claims import Architecture, claim, paper
+from netclaims.claims import Architecture, claim
 from netclaims.metrics import (
     Curve,
     ablation_curve,
@@ -46,8 +46,6 @@ from netclaims.metrics import (
 )
 from netclaims.stats import Evidence, Rule
 from netclaims.units import collect, eval_mode, incoming_layer
-
-paper("SD", "Reliance on single directions (Morcos et al. 2018)")
 
 ORDERINGS = 5
 EVAL_SAMPLES = 500

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 
+import netclaims.claims
 from netclaims import data as datasets
 from netclaims.claims import DEFAULT_ARCHS, SCALES, ClaimInfo
 from netclaims.health import diagnose
@@ -205,6 +206,10 @@ def pytest_configure(config: pytest.Config) -> None:
     matplotlib.use("Agg")  # figures are files; never open a window
     config.addinivalue_line("markers", "netclaims_claim(info): a netclaims claim (set by "
                                        "netclaims.claims.claim)")
+    # papers declared before the session (e.g. in claims/conftest.py); read from the module,
+    # which owns the registry
+    for prefix in list(netclaims.claims.PAPERS):
+        _paper_marker(config, prefix)
     config.stash[SETTINGS] = _settings(config)
     if not _is_worker(config):
         config.pluginmanager.register(Collector(config), "netclaims-collector")
@@ -215,12 +220,22 @@ def _claim_info(item: pytest.Item) -> ClaimInfo | None:
     return marker.args[0] if marker is not None else None
 
 
+def _paper_marker(config: pytest.Config, prefix: str) -> str:
+    """Register the marker of a paper (once): ``-m SD`` selects its claims."""
+    known = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
+    if prefix not in known:
+        title = netclaims.claims.PAPERS.get(prefix, prefix)
+        config.addinivalue_line("markers", f"{prefix}: the claims of {title}")
+    return prefix
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
-    """A claim is selected by its id: ``-k SD-7`` or ``-k SD_7`` (the test's name need not
-    repeat it)."""
+    """A claim is selected by its id (``-k SD-7`` or ``-k SD_7``: the test's name need not
+    repeat it) and by its paper's marker (``-m SD``)."""
     info = _claim_info(item)
     if info is not None:
         item.extra_keyword_matches.update({info.id, info.keyword})
+        item.add_marker(_paper_marker(item.config, info.paper))
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -12,12 +12,17 @@ from netclaims.metrics import group_taus
 PATH = Path(__file__).parents[1] / "claims" / "test_intraclass_clustering.py"
 
 
-@pytest.fixture(scope="module")
-def ic():
-    spec = importlib.util.spec_from_file_location("ic_claims", PATH)
+def _load(path: Path, name: str):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
+@pytest.fixture
+def ic():
+    _load(PATH.parent / "conftest.py", "claims_conftest")  # the suite declares its papers
+    return _load(PATH, "ic_claims")
 
 
 @pytest.mark.parametrize(("scale", "models"), [("smoke", 26), ("paper", 108)])

@@ -474,3 +474,26 @@ def test_xdist_trains_each_shared_run_once(claims_env, tmp_path, monkeypatch):
     assert sorted(fresh) == ["False", "False", "True"]
     report = json.loads((claims_env.path / "netclaims-report" / "report.json").read_text())
     assert len(report["records"]) == 3 and len(report["runs"]) == 1
+
+
+def test_each_paper_is_a_marker(claims_env):
+    claims_env.makepyfile(test_claims=OUTCOMES, test_mine="""
+from netclaims.claims import claim, paper
+from netclaims.stats import Estimate, Rule
+
+paper("MY", "My lab's findings")
+
+@claim("MY-1", finding="mine", rule=Rule("greater"))
+def test_mine():
+    return Estimate("d", 1.0, 0.5, 1.5, 3, 0.01)
+""")
+    result = claims_env.runpytest("--netclaims-arch", "mlp", "-m", "SD", "--co", "-q",
+                                  "--strict-markers")
+    result.stdout.fnmatch_lines(["*6/8 tests collected (2 deselected)*"])
+    assert "test_needs_transformer" not in result.stdout.str()
+    mine = claims_env.runpytest("--netclaims-arch", "mlp", "-m", "MY or RD", "--co", "-q")
+    mine.stdout.fnmatch_lines(["*test_needs_transformer*", "*test_mine*",
+                               "*2/8 tests collected (6 deselected)*"])
+    listed = claims_env.runpytest("--markers")
+    listed.stdout.fnmatch_lines(["@pytest.mark.SD: the claims of Reliance on single "
+                                 "directions*"])
