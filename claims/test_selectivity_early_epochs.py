@@ -36,6 +36,7 @@ from netclaims import models, stats
 from netclaims.claims import ReadOnLookup, checkpoint_schedule, claim
 from netclaims.metrics import (
     ablation_curve,
+    above_chance,
     class_balance,
     class_selectivity,
     linear_cka,
@@ -44,7 +45,7 @@ from netclaims.metrics import (
 )
 from netclaims.stats import Evidence, Rule, seed_mean, seed_paired
 from netclaims.train import Regularizer
-from netclaims.units import collect, eval_mode
+from netclaims.units import collect
 
 SE_NEEDS = ("stages", "three_stages", "nonnegative_units")
 """The protocol reads early, intermediate and late stages."""
@@ -179,10 +180,8 @@ def _ablation_aucs(run, model, stages) -> list[float]:
     A checkpoint not yet above chance has no ablation curve (NaN): there is nothing to lose."""
     split = min(ABLATION_SAMPLES, run.data.x_test.shape[0] // 2)  # a small test set: halves
     x, y_abl = run.data.x_test[:split], run.data.y_test[:split]
-    chance = float(torch.bincount(y_abl).max()) / y_abl.numel()
-    with torch.no_grad(), eval_mode(model):
-        if float((model(x).argmax(-1) == y_abl).double().mean()) <= chance:
-            return [math.nan] * 4
+    if not above_chance(model, x, y_abl):
+        return [math.nan] * 4
     x_si, y_si = run.data.x_test[split:], run.data.y_test[split:]
     held_out = collect(model, x_si, stages.layers)
     gen = torch.Generator().manual_seed(run.spec.seed)

@@ -34,6 +34,7 @@ from netclaims.claims import Architecture, claim
 from netclaims.metrics import (
     Curve,
     ablation_curve,
+    above_chance,
     class_selectivity,
     curve_auc,
     element_means,
@@ -45,7 +46,7 @@ from netclaims.metrics import (
     unit_statistics,
 )
 from netclaims.stats import Evidence, Rule
-from netclaims.units import collect, eval_mode, incoming_layer
+from netclaims.units import collect, incoming_layer
 
 ORDERINGS = 5
 EVAL_SAMPLES = 500
@@ -246,16 +247,6 @@ def _live(run, layers: list[str]) -> dict[str, torch.Tensor]:
     """Which units of ``layers`` are alive on the test set."""
     acts = collect(run.model, run.data.x_test, layers)
     return {layer: live_units(acts[layer]) for layer in layers}
-
-
-def _above_chance(run, epoch: int) -> bool:
-    """Whether the checkpoint at ``epoch`` predicts the evaluation set better than chance (a
-    net at chance, e.g. at initialization, has no normalized ablation curve)."""
-    x, y = _eval_set(run)
-    model = run.checkpoint(epoch)
-    with torch.no_grad(), eval_mode(model):
-        accuracy = float((model(x).argmax(-1) == y).double().mean())
-    return accuracy > float(torch.bincount(y).max()) / y.numel()
 
 
 def _dead(live: dict[str, torch.Tensor]) -> int:
@@ -471,7 +462,8 @@ def test_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
     samples, traces = [], []
     for run in zoo_runs(1.0):
         history = run.history.set_index("epoch")
-        epochs = [e for e in run.spec.checkpoint_epochs if _above_chance(run, e)]
+        epochs = [e for e in run.spec.checkpoint_epochs
+                  if above_chance(run.checkpoint(e), *_eval_set(run))]
         aucs = [_curve(run, arch, epoch=e).auc for e in epochs]
         losses = history.loc[epochs, "test_loss"].to_numpy()
         samples.append((aucs, losses))

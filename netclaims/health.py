@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 
+from netclaims.metrics import chance_accuracy
 from netclaims.store import Run
 from netclaims.units import batches, eval_mode
 
@@ -27,8 +28,7 @@ COLLAPSED_SHARE = 0.99
 
 def diagnose(run: Run) -> str | None:
     """Why ``run`` is not evidence, or None when it is healthy."""
-    y_train = run.data.y_train
-    chance = float(torch.bincount(y_train).max()) / y_train.numel()
+    chance = chance_accuracy(run.data.y_train)
     accuracy = float(run.history.iloc[-1]["train_acc"])
     floor = chance + TRAINED_SHARE * (1 - chance)
     if accuracy < floor:

@@ -174,6 +174,8 @@ FIGURES = pytest.StashKey[list]()
 SETUP_SECONDS = pytest.StashKey[float]()
 RUN_KEYS = pytest.StashKey[list]()
 UNHEALTHY = pytest.StashKey[dict]()
+DIAGNOSES = pytest.StashKey[dict[str, str | None]]()
+PAPER_MARKERS = pytest.StashKey[set[str]]()
 _CURRENT: list[pytest.Item] = []
 
 
@@ -191,9 +193,13 @@ def _note_runs(runs: Sequence[Run], *, read: bool = True) -> None:
         if not read:
             return
         unhealthy = item.stash.setdefault(UNHEALTHY, {})
+        diagnoses = item.config.stash.setdefault(DIAGNOSES, {})  # one diagnosis per run
         for run in runs:
-            if run.spec.key not in unhealthy and (why := diagnose(run)) is not None:
-                unhealthy[run.spec.key] = f"{run.spec.label}: {why}"
+            key = run.spec.key
+            if key not in diagnoses:
+                diagnoses[key] = diagnose(run)
+            if diagnoses[key] is not None:
+                unhealthy[key] = f"{run.spec.label}: {diagnoses[key]}"
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -222,10 +228,11 @@ def _claim_info(item: pytest.Item) -> ClaimInfo | None:
 
 def _paper_marker(config: pytest.Config, prefix: str) -> str:
     """Register the marker of a paper (once): ``-m SD`` selects its claims."""
-    known = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
-    if prefix not in known:
+    registered = config.stash.setdefault(PAPER_MARKERS, set())
+    if prefix not in registered:
         title = netclaims.claims.PAPERS.get(prefix, prefix)
         config.addinivalue_line("markers", f"{prefix}: the claims of {title}")
+        registered.add(prefix)
     return prefix
 
 

@@ -154,10 +154,14 @@ def mean(values: ArrayLike, *, reference: float = 0.0) -> Estimate:
     ``reference``. Exact for normal values at any n ≥ 2; with 3 seeds t(2) = 4.30, so only
     effects several standard errors wide are decided (``docs/statistics.md``)."""
     x = _vector(values, "values", 2)
+    return _t_of_mean("mean", x, reference, f"Student t over {x.size} values")
+
+
+def _t_of_mean(name: str, x: np.ndarray, null: float, how: str) -> Estimate:
+    """The one-sample t estimate of the mean of independent values ``x``."""
     n = int(x.size)
     sd = 0.0 if _constant(x) else float(np.std(x, ddof=1))
-    return _t_estimate("mean", float(_mean(x)), sd / math.sqrt(n),
-                       n - 1, n, reference, f"Student t over {n} values")
+    return _t_estimate(name, float(_mean(x)), sd / math.sqrt(n), n - 1, n, null, how)
 
 
 def mean_difference(a: ArrayLike, b: ArrayLike, *, paired: bool = False) -> Estimate:
@@ -167,11 +171,8 @@ def mean_difference(a: ArrayLike, b: ArrayLike, *, paired: bool = False) -> Esti
     if paired:
         if x.size != y.size:
             raise ValueError(f"paired samples need equal sizes, got {x.size} and {y.size}")
-        d = np.sort(x - y)
-        n = int(d.size)
-        sd = 0.0 if _constant(d) else float(np.std(d, ddof=1))
-        return _t_estimate("mean difference", float(_mean(d)), sd / math.sqrt(n), n - 1, n, 0.0,
-                           f"paired Student t over {n} pairs")
+        return _t_of_mean("mean difference", np.sort(x - y), 0.0,
+                          f"paired Student t over {x.size} pairs")
     va, vb = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
     se = math.sqrt(va + vb)
     df = (va + vb) ** 2 / (va**2 / (x.size - 1) + vb**2 / (y.size - 1)) if se > 0 else 1.0

@@ -216,13 +216,29 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
     return _curve(fr, values, reference, y, measure, "fraction")
 
 
+def chance_accuracy(labels: object) -> float:
+    """The accuracy of a constant prediction: the most frequent class's share of ``labels``
+    (the floor of ablation curves and of the run-health gate)."""
+    y = as_labels(labels)
+    return float(torch.bincount(y).max()) / y.numel()
+
+
+def above_chance(model: nn.Module, inputs: torch.Tensor, labels: object, *,
+                 batch_size: int = 256) -> bool:
+    """Whether ``model`` predicts ``labels`` better than :func:`chance_accuracy` (a net at
+    chance, e.g. at initialization, has no normalized ablation curve)."""
+    inputs, y = _inputs_labels(inputs, labels)
+    accuracy = float((_predictions(model, inputs, batch_size).argmax(-1) == y).double().mean())
+    return accuracy > chance_accuracy(y)
+
+
 def _curve(x: np.ndarray, values: np.ndarray, reference: torch.Tensor, labels: torch.Tensor,
            measure: str, x_axis: str) -> Curve:
     """The curve of raw ``values``, normalized between chance and the intact net's score
     (``reference``: its predictions)."""
     if measure == "accuracy":
         baseline = float((reference == labels).double().mean())
-        chance = float(torch.bincount(labels).max()) / labels.numel()
+        chance = chance_accuracy(labels)
     else:
         baseline, chance = 1.0, 0.0
     if baseline <= chance:
