@@ -191,7 +191,7 @@ def _gain_figure(panels: dict[str, WidthSeries], measures: Sequence[str], title:
 @claim("FU-1", finding="test accuracy does not degrade as width grows",
        rule=Rule("greater", reference=-1.0, min_effect=0.0, inclusive=True),
        requires=["stages", "width"])
-def test_accuracy_does_not_degrade_with_width(arch, width_series, save_figure):
+def test_FU_1_accuracy_does_not_degrade_with_width(arch, width_series, save_figure):
     """accuracy(4x) − accuracy(¼x) ≥ 0, CI lower bound ≥ −1 point (paper Fig. 1).
 
     Scaled protocol: the plain width series; final test accuracy (full MNIST-1D test set) in
@@ -220,21 +220,21 @@ def _plain_gain(cid: str, arch, width_series, save_figure, measure: str) -> Evid
 
 @claim("FU-2", finding="prunable units outpace width growth",
        rule=Rule("greater", reference=2.0), requires=["stages", "width"])
-def test_prunable_units_outpace_width(arch, width_series, save_figure):
+def test_FU_2_prunable_units_outpace_width(arch, width_series, save_figure):
     """g(prunable) > 2 (paper Fig. 3a, 4)."""
     return _plain_gain("FU-2", arch, width_series, save_figure, "prunable")
 
 
 @claim("FU-3", finding="redundant units outpace or keep pace with width growth",
        rule=Rule("greater", reference=2.0, inclusive=True), requires=["stages", "width"])
-def test_redundant_units_keep_pace_with_width(arch, width_series, save_figure):
+def test_FU_3_redundant_units_keep_pace_with_width(arch, width_series, save_figure):
     """g(redundant) ≥ 2 (paper Fig. 3b, 4)."""
     return _plain_gain("FU-3", arch, width_series, save_figure, "redundant")
 
 
 @claim("FU-4", finding="non-prunable units grow slower than width",
        rule=Rule("less", reference=2.0), requires=["stages", "width"])
-def test_non_prunable_units_grow_slower(arch, width_series, save_figure):
+def test_FU_4_non_prunable_units_grow_slower(arch, width_series, save_figure):
     """g(non-prunable) < 2 (paper appendix: non-frivolous units less-than-double).
 
     One measurement with FU-2: prunable and non-prunable units add up to the width, so this
@@ -265,7 +265,7 @@ def _frivolous_gain(gains: dict[tuple[str, str], float], series: str) -> float:
 
 @claim("FU-5", finding="frivolous units also proliferate in nets trained on random labels",
        rule=Rule("greater", reference=2.0), requires=["stages", "width"])
-def test_frivolous_units_with_random_labels(arch, width_series, save_figure):
+def test_FU_5_frivolous_units_with_random_labels(arch, width_series, save_figure):
     """g(prunable or redundant) with random labels > 2 (paper Fig. 4a).
 
     Scaled protocol: the width series trained on fully shuffled labels of the small task
@@ -287,7 +287,7 @@ def test_frivolous_units_with_random_labels(arch, width_series, save_figure):
 
 @claim("FU-6", finding="explicit regularizers change the trends only modestly",
        rule=Rule("less", reference=0.5), requires=["stages", "width"])
-def test_regularizers_change_trends_modestly(arch, width_series, save_figure):
+def test_FU_6_regularizers_change_trends_modestly(arch, width_series, save_figure):
     """max over regularizers and measures of |g(regularized) − g(plain)| / g(plain) < 0.5
     (paper Fig. 4b: AlexNets with augmentation, dropout or weight decay).
 
@@ -317,7 +317,7 @@ def test_regularizers_change_trends_modestly(arch, width_series, save_figure):
 
 @claim("FU-7", finding="initialization variance trades prunable against redundant units",
        rule=Rule("less", reference=0.0), requires=["stages", "width"])
-def test_initialization_trades_prunable_for_redundant(arch, width_series, save_figure):
+def test_FU_7_initialization_trades_prunable_for_redundant(arch, width_series, save_figure):
     """Δg_prunable and Δg_redundant of opposite signs between the high-variance (He) and
     the low-variance (Glorot, LeCun) initializations (paper Fig. 2, 4c).
 
@@ -347,7 +347,7 @@ def test_initialization_trades_prunable_for_redundant(arch, width_series, save_f
 @claim("FU-8", finding="frivolous units emerge on uncorrelated data labelled by a random "
                        "teacher",
        rule=Rule("greater", reference=2.0), requires=["stages", "width", "feature_vectors"])
-def test_frivolous_units_on_teacher_data(arch, width_series, save_figure):
+def test_FU_8_frivolous_units_on_teacher_data(arch, width_series, save_figure):
     """g(prunable or redundant) on the teacher task > 2 for each input dimension (paper
     Fig. 4d: MLPs on 1000 Gaussian inputs of 10 and 10,000 dimensions, binary labels from a
     random teacher MLP a quarter of the 1x size).

@@ -268,21 +268,21 @@ def _granulated_tau(measure: str, zoo: pd.DataFrame, arch, save_figure) -> Evide
 
 @claim("IC-1", finding="c1 (neuron-level subclass selectivity) predicts generalization",
        rule=PREDICTS_GENERALIZATION, requires=ZOO_NEEDS)
-def test_c1_predicts_generalization(arch, zoo, save_figure):
+def test_IC_1_c1_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c1, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
     return _granulated_tau("c1", zoo, arch, save_figure)
 
 
 @claim("IC-2", finding="c2 (layer-level silhouette of subclasses) predicts generalization",
        rule=PREDICTS_GENERALIZATION, requires=ZOO_NEEDS)
-def test_c2_predicts_generalization(arch, zoo, save_figure):
+def test_IC_2_c2_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c2, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
     return _granulated_tau("c2", zoo, arch, save_figure)
 
 
 @claim("IC-3", finding="c3 (neuron-level class/data std ratio) predicts generalization",
        rule=PREDICTS_GENERALIZATION, requires=ZOO_NEEDS)
-def test_c3_predicts_generalization(arch, zoo, save_figure):
+def test_IC_3_c3_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c3, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
     return _granulated_tau("c3", zoo, arch, save_figure)
 
@@ -290,21 +290,21 @@ def test_c3_predicts_generalization(arch, zoo, save_figure):
 @claim("IC-4", finding="c4 (layer-level std of cosine distances ratio) predicts "
                        "generalization", rule=PREDICTS_GENERALIZATION,
        requires=ZOO_NEEDS)
-def test_c4_predicts_generalization(arch, zoo, save_figure):
+def test_IC_4_c4_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c4, test accuracy), total > 0, ≥ 0.3 (paper Table 1)."""
     return _granulated_tau("c4", zoo, arch, save_figure)
 
 
 @claim("IC-9", finding="one neuron per class already predicts generalization",
        rule=PREDICTS_GENERALIZATION, requires=ZOO_NEEDS)
-def test_c3_with_k_1_predicts_generalization(arch, zoo, save_figure):
+def test_IC_9_c3_with_k_1_predicts_generalization(arch, zoo, save_figure):
     """Granulated τ(c3 with k = 1, test accuracy), total > 0, ≥ 0.3 (paper section 4)."""
     return _granulated_tau("c3_k1", zoo, arch, save_figure)
 
 
 @claim("IC-5", finding="intraclass clustering measures beat a sharpness baseline",
        rule=Rule("greater"), requires=ZOO_NEEDS)
-def test_c3_beats_sharpness(arch, zoo):
+def test_IC_5_c3_beats_sharpness(arch, zoo):
     """total τ(c3) − total τ(sharpness) > 0 (paper Table 1: sharpness from random weight
     perturbations, Jiang et al. 2020).
 
@@ -333,7 +333,7 @@ def _layer_figure(zoo: pd.DataFrame, arch, title: str):
 
 
 @claim("IC-6", finding="the measures increase with depth", rule=Rule("greater"), requires=ZOO_NEEDS)
-def test_measures_increase_with_depth(arch, zoo, save_figure):
+def test_IC_6_measures_increase_with_depth(arch, zoo, save_figure):
     """Spearman ρ(layer depth, per-layer measure) > 0, per model the mean over c1–c4 of ρ,
     then the mean over models with a CI over models (paper Fig. 5)."""
     per_model = []
@@ -357,7 +357,7 @@ def test_measures_increase_with_depth(arch, zoo, save_figure):
 
 @claim("IC-7", finding="c3 and c4 drop sharply at the penultimate layer",
        rule=Rule("less"), requires=ZOO_NEEDS)
-def test_c3_c4_drop_at_the_penultimate_layer(arch, zoo):
+def test_IC_7_c3_c4_drop_at_the_penultimate_layer(arch, zoo):
     """measure(penultimate layer) − measure(the layer before it) < 0, the mean of the c3 and
     c4 differences per model, mean over models with a CI over models (paper Fig. 5)."""
     diffs = []
@@ -374,7 +374,7 @@ def test_c3_c4_drop_at_the_penultimate_layer(arch, zoo):
 
 @claim("IC-8", finding="differences between well- and poorly-generalizing models arise early",
        rule=Rule("greater", reference=0.5, inclusive=True), requires=ZOO_NEEDS)
-def test_differences_arise_early(arch, zoo, save_figure):
+def test_IC_8_differences_arise_early(arch, zoo, save_figure):
     """Fraction of the final c3 gap between the best and worst models already present early
     in training ≥ 0.5 (paper Fig. 6, at 10% of training).
 

@@ -232,7 +232,7 @@ def _heatmap_figure(runs_by_family: dict[str, object], arch, save_figure, name: 
 
 @claim("RD-1", finding="the first layer barely moves from its initialization",
        rule=Rule("greater", reference=0.8, inclusive=True), requires=["stages"])
-def test_first_layer_stays_near_init(arch, rd_runs, save_figure):
+def test_RD_1_first_layer_stays_near_init(arch, rd_runs, save_figure):
     """min over checkpoints of CKA(first unit layer at t, at initialization) ≥ 0.8 (paper
     Figs. 1a, 2a).
 
@@ -269,7 +269,7 @@ def _blocks(maps: dict[str, np.ndarray], layer: str) -> tuple[float, float]:
 @claim("RD-2", finding="in the perfect-fitting regime the first layer is closer to its "
        "initialization than to the best early-stopping epoch",
        rule=Rule("greater"), requires=["stages"])
-def test_first_layer_returns_towards_init(arch, rd_runs):
+def test_RD_2_first_layer_returns_towards_init(arch, rd_runs):
     """CKA(final, init) − CKA(final, best-test-accuracy epoch) of the first unit layer > 0
     (paper Figs. 1a, 2a).
 
@@ -285,7 +285,7 @@ def test_first_layer_returns_towards_init(arch, rd_runs):
 
 @claim("RD-3", finding="the return towards initialization needs width", rule=Rule("greater"),
        requires=["stages", "width"])
-def test_return_needs_width(arch, rd_runs):
+def test_RD_3_return_needs_width(arch, rd_runs):
     """RD-2's statistic at the registry width minus at a quarter of it > 0 (paper Figs. 8-10).
 
     Scaled protocol: noisy runs at width 1 and 0.25, paired by seed.
@@ -297,7 +297,7 @@ def test_return_needs_width(arch, rd_runs):
 
 @claim("RD-4", finding="the first layer is nearly as similar to an unrelated initialization as "
        "to its own", rule=Rule("within", band=(0.0, 0.05)), requires=["stages"])
-def test_own_init_barely_closer_than_another(arch, rd_runs):
+def test_RD_4_own_init_barely_closer_than_another(arch, rd_runs):
     """CKA(final, own initialization) − CKA(final, another seed's initialization) of the first
     unit layer within [0, 0.05] (paper appendix H.1, Fig. 19).
 
@@ -326,7 +326,7 @@ def _off_diagonal_mean(heatmap: np.ndarray) -> float:
 
 @claim("RD-5", finding="with label noise the deeper layers evolve much more", rule=Rule("less"),
        requires=["stages"])
-def test_noise_makes_deep_layers_churn(arch, rd_runs):
+def test_RD_5_noise_makes_deep_layers_churn(arch, rd_runs):
     """Mean off-diagonal CKA of the deepest unit layer, noisy − true labels < 0 (paper Figs.
     1e-f vs 2e-f).
 
@@ -367,7 +367,7 @@ def _dynamics_figure(runs, arch, save_figure):
 
 @claim("RD-6", finding="with label noise the test error shows epoch-wise double descent",
        rule=Rule("greater"), requires=["stages"])
-def test_epochwise_double_descent(arch, rd_runs, save_figure):
+def test_RD_6_epochwise_double_descent(arch, rd_runs, save_figure):
     """Double-descent depth of the test error > 0: min(rise, −fall) at the point where both
     show most, with rise = error there − the lowest error before it and fall = final error −
     error there; the catalogue's two parts (rise > 0, final − peak < 0) in one number that is
@@ -388,7 +388,7 @@ def test_epochwise_double_descent(arch, rd_runs, save_figure):
 
 @claim("RD-7", finding="only probes on the deeper layers show their own double descent",
        rule=Rule("greater"), requires=["stages"])
-def test_probe_double_descent_in_deep_layers(arch, rd_runs, save_figure):
+def test_RD_7_probe_double_descent_in_deep_layers(arch, rd_runs, save_figure):
     """Double-descent depth of the probe test error, deepest unit layer − first unit layer > 0
     (paper Fig. 6).
 
@@ -407,7 +407,7 @@ def test_probe_double_descent_in_deep_layers(arch, rd_runs, save_figure):
 
 @claim("RD-8", finding="representations form similarity blocks, more marked with label noise",
        rule=Rule("greater"), requires=["stages"])
-def test_similarity_blocks_sharper_with_noise(arch, rd_runs):
+def test_RD_8_similarity_blocks_sharper_with_noise(arch, rd_runs):
     """Block contrast (mean CKA inside the detected blocks − across them), noisy − true labels
     > 0 (paper section 3.3).
 
@@ -430,7 +430,7 @@ def test_similarity_blocks_sharper_with_noise(arch, rd_runs):
 
 @claim("RD-9", finding="in a transformer the perfect-fitting epoch marks a transition in every "
        "block", rule=Rule("greater", reference=0.5, inclusive=True), requires=["transformer"])
-def test_transformer_transition_at_perfect_fit(arch, rd_runs, save_figure):
+def test_RD_9_transformer_transition_at_perfect_fit(arch, rd_runs, save_figure):
     """Fraction of transformer blocks whose detected block boundary lies within ±10% of
     training of the perfect-fitting epoch ≥ 0.5 (paper Figs. 3, 17).
 
@@ -454,7 +454,7 @@ def test_transformer_transition_at_perfect_fit(arch, rd_runs, save_figure):
 
 
 @claim("RD-10", finding="DRS agrees with CKA", rule=Rule("greater"), requires=["stages"])
-def test_drs_agrees_with_cka(arch, rd_runs, save_figure):
+def test_RD_10_drs_agrees_with_cka(arch, rd_runs, save_figure):
     """Spearman ρ between DRS and CKA over checkpoint pairs > 0, per layer (paper section 4,
     Fig. 6 and appendix).
 

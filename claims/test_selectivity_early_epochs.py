@@ -259,7 +259,7 @@ def _accuracy_figure(se_runs, arch, save_figure):
 
 @claim("SE-1", finding="early and intermediate selectivity rises in the first epochs, then "
        "recedes", rule=Rule("greater", min_effect=0.1), requires=SE_NEEDS)
-def test_selectivity_peaks_early_then_recedes(arch, se_runs, save_figure):
+def test_SE_1_selectivity_peaks_early_then_recedes(arch, se_runs, save_figure):
     """(peak − final) / final mean SI > 0 with peak ≥ 1.1 × final, for the early and the
     intermediate stage (paper Fig. 2; the peak searched in the first 20% of training).
 
@@ -278,7 +278,7 @@ def test_selectivity_peaks_early_then_recedes(arch, se_runs, save_figure):
 
 @claim("SE-2", finding="the late stage shows no comparable decline",
        rule=Rule("less"), requires=SE_NEEDS)
-def test_late_stage_does_not_decline(arch, se_runs):
+def test_SE_2_late_stage_does_not_decline(arch, se_runs):
     """(peak − final)/peak of the late stage minus the mean of the same for the early and
     intermediate stages < 0 (paper Fig. 2).
 
@@ -296,7 +296,7 @@ def test_late_stage_does_not_decline(arch, se_runs):
 
 @claim("SE-3", finding="selectivity settles late > intermediate > early",
        rule=Rule("greater", min_effect=0.5), requires=SE_NEEDS)
-def test_selectivity_settles_by_depth(arch, se_runs):
+def test_SE_3_selectivity_settles_by_depth(arch, se_runs):
     """Spearman ρ(stage depth, final mean SI) > 0, ρ ≥ 0.5 (paper Fig. 2).
 
     Scaled protocol: unregularized runs; per seed, ρ over the (stage index, final SI) points
@@ -326,7 +326,7 @@ def _final_auc_gap(se_runs, group: str) -> list[float]:
 
 @claim("SE-4", finding="selective-first ablation of early/intermediate units hurts less than "
        "random", rule=Rule("greater"), requires=SE_NEEDS)
-def test_selective_ablation_milder_early_stages(arch, se_runs):
+def test_SE_4_selective_ablation_milder_early_stages(arch, se_runs):
     """AUC(selective order) − AUC(random order) > 0 for the early and intermediate units of a
     trained net (paper Fig. 4).
 
@@ -342,7 +342,7 @@ def test_selective_ablation_milder_early_stages(arch, se_runs):
 
 @claim("SE-5", finding="in the late stage selective-first ablation hurts more than random",
        rule=Rule("less"), requires=SE_NEEDS)
-def test_selective_ablation_harsher_late_stage(arch, se_runs):
+def test_SE_5_selective_ablation_harsher_late_stage(arch, se_runs):
     """AUC(selective order) − AUC(random order) < 0 for the late stage (paper Fig. 4).
 
     Scaled protocol: as SE-4, the late stage's layers.
@@ -377,7 +377,7 @@ def _ablation_figure(se_runs, arch, save_figure):
 
 @claim("SE-6", finding="selective-first ablation is more damaging early in training",
        rule=Rule("greater"), requires=SE_NEEDS)
-def test_selective_ablation_damage_falls_over_training(arch, se_runs, save_figure):
+def test_SE_6_selective_ablation_damage_falls_over_training(arch, se_runs, save_figure):
     """Slope of the selective-order ablation AUC of early and intermediate units over the
     checkpoints of an early window > 0 (paper Fig. 5).
 
@@ -392,7 +392,7 @@ def test_selective_ablation_damage_falls_over_training(arch, se_runs, save_figur
 
 @claim("SE-7", finding="random-order ablation damage is roughly constant over training",
        rule=Rule("less", reference=1.0), requires=SE_NEEDS)
-def test_random_ablation_damage_constant(arch, se_runs):
+def test_SE_7_random_ablation_damage_constant(arch, se_runs):
     """|slope of the random-order AUC| / |slope of the selective-order AUC| < 1, same window
     and units as SE-6 (paper Fig. 5).
 
@@ -411,7 +411,7 @@ def test_random_ablation_damage_constant(arch, se_runs):
 
 @claim("SE-8", finding="early and late representations are more similar in the first epochs",
        rule=Rule("greater"), requires=SE_NEEDS)
-def test_early_late_similarity_falls(arch, se_runs, save_figure):
+def test_SE_8_early_late_similarity_falls(arch, se_runs, save_figure):
     """Mean CKA(early stage, late stage) over the first checkpoints minus over the last ones
     > 0 (paper Fig. 7).
 
@@ -452,7 +452,7 @@ def _peak_epoch(se_runs) -> int:
 
 @claim("SE-9", finding="regularizing against selectivity from epoch 0 impairs accuracy more "
        "than from the peak", rule=Rule("greater", min_effect=1.0), requires=SE_NEEDS)
-def test_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
+def test_SE_9_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
     """Final test accuracy(regularizer on from the selectivity peak) − (on from epoch 0) > 0,
     at least 1 point (paper Fig. 6: α = −20, on from epoch 5 vs 0).
 
@@ -469,7 +469,7 @@ def test_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
 
 @claim("SE-10", finding="switching the regularizer on at any epoch after the first performs "
        "about as well as at the peak", rule=Rule("less"), requires=SE_NEEDS)
-def test_first_epoch_is_the_critical_period(arch, se_runs):
+def test_SE_10_first_epoch_is_the_critical_period(arch, se_runs):
     """(max − min final accuracy over start epochs 1…5) − the SE-9 gap < 0 (paper Fig. 8:
     the critical period is the first epoch).
 
@@ -496,7 +496,7 @@ def test_first_epoch_is_the_critical_period(arch, se_runs):
 
 @claim("SE-11", finding="regularizing in favour of selectivity early does not improve "
        "accuracy", rule=Rule("less", reference=0.5, min_effect=0.0), requires=SE_NEEDS)
-def test_more_selectivity_early_does_not_help(arch, se_runs):
+def test_SE_11_more_selectivity_early_does_not_help(arch, se_runs):
     """Final accuracy(α > 0 for the first 4 epochs) − accuracy(unregularized) ≤ 0 with the
     CI's upper bound below +0.5 points (paper Fig. 13-14).
 
@@ -510,7 +510,7 @@ def test_more_selectivity_early_does_not_help(arch, se_runs):
 
 @claim("SE-12", finding="the regularizer suppresses selectivity in the regularized stages",
        rule=Rule("less"), requires=SE_NEEDS)
-def test_regularizer_suppresses_selectivity(arch, se_runs, save_figure):
+def test_SE_12_regularizer_suppresses_selectivity(arch, se_runs, save_figure):
     """Mean SI of the regularized stages, regularized from epoch 0 − unregularized, at the
     peak epoch < 0 (paper Fig. 6).
 
@@ -530,7 +530,7 @@ def test_regularizer_suppresses_selectivity(arch, se_runs, save_figure):
 
 @claim("SE-13", finding="regularizing from epoch 0 over-represents some classes early",
        rule=Rule("greater"), requires=SE_NEEDS)
-def test_regularizer_skews_early_predictions(arch, se_runs):
+def test_SE_13_regularizer_skews_early_predictions(arch, se_runs):
     """Mean count of the 5 most predicted classes on held-out data, regularized from epoch 0
     − unregularized, over the first epochs > 0 (paper Fig. 9).
 
@@ -549,7 +549,7 @@ def test_regularizer_skews_early_predictions(arch, se_runs):
 
 @claim("SE-14", finding="switched off after the first epochs the model recovers; kept on it "
        "does not", rule=Rule("greater"), requires=SE_NEEDS)
-def test_recovery_after_switching_off(arch, se_runs):
+def test_SE_14_recovery_after_switching_off(arch, se_runs):
     """Final accuracy(on at epoch 0, off after 4 epochs) − (on at epoch 0, kept on) > 0
     (paper Fig. 15).
 

@@ -328,8 +328,8 @@ def _by_corruption(cid: str, curve_of, statistic: str, xlabel: str, figure: str,
 
 @claim("SD-1", finding="networks that memorize are more sensitive to cumulative ablation",
        rule=Rule("less", min_effect=-0.5), requires=["stages"])
-def test_memorizing_nets_more_ablation_sensitive(arch, train_runs, seeds, small_task,
-                                                 save_figure):
+def test_SD_1_memorizing_nets_more_ablation_sensitive(arch, train_runs, seeds, small_task,
+                                                      save_figure):
     """Spearman ρ(corrupted-label fraction, ablation AUC) < 0, ρ ≤ −0.5 (paper Fig. 1).
 
     Scaled protocol: per seed, nets trained on the first 1000 MNIST-1D training samples with
@@ -348,8 +348,8 @@ def test_memorizing_nets_more_ablation_sensitive(arch, train_runs, seeds, small_
 
 @claim("SD-2", finding="networks that memorize are more sensitive to noise added to every "
                        "unit", rule=Rule("less", min_effect=-0.5), requires=["stages"])
-def test_memorizing_nets_more_noise_sensitive(arch, train_runs, seeds, small_task,
-                                              save_figure):
+def test_SD_2_memorizing_nets_more_noise_sensitive(arch, train_runs, seeds, small_task,
+                                                   save_figure):
     """Spearman ρ(corrupted-label fraction, noise-curve AUC) < 0, ρ ≤ −0.5 (paper Fig. 2).
 
     Scaled protocol: the SD-1 nets; Gaussian noise added at once to every unit of the
@@ -390,7 +390,7 @@ def _zoo_figure(zoo: list[dict], x: str, xlabel: str, title: str):
 
 @claim("SD-3", finding="networks that generalize worse rely more on single directions",
        rule=Rule("less"), requires=["stages"])
-def test_worse_generalization_more_reliance(arch, zoo_runs, save_figure):
+def test_SD_3_worse_generalization_more_reliance(arch, zoo_runs, save_figure):
     """Spearman ρ(ablation AUC, generalization error) < 0 (paper Fig. 3).
 
     Scaled protocol: a zoo of identical topology and data (the small task, true labels, the
@@ -427,7 +427,7 @@ def _hit_rate(auc: np.ndarray, accuracy: np.ndarray, *, subsets: int = 1000,
 
 @claim("SD-5", finding="ablation AUC selects hyperparameters",
        rule=Rule("greater", min_effect=0.5, also=(HIT_RATE_ABOVE_CHANCE,)), requires=["stages"])
-def test_auc_selects_hyperparameters(arch, zoo_runs, save_figure):
+def test_SD_5_auc_selects_hyperparameters(arch, zoo_runs, save_figure):
     """Spearman ρ(ablation AUC, test accuracy) > 0, ρ ≥ 0.5, and the best-AUC model of a
     random quarter of the zoo lands in its top 10% by test accuracy more often than chance
     (paper Fig. 4c: ρ = 0.914 over 192 CIFAR-10 models of 96 hyperparameter settings).
@@ -449,7 +449,7 @@ def test_auc_selects_hyperparameters(arch, zoo_runs, save_figure):
 
 @claim("SD-4", finding="over training, ablation AUC and test loss are negatively correlated",
        rule=Rule("less", min_effect=-0.4), requires=["stages"])
-def test_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
+def test_SD_4_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
     """Spearman ρ(ablation AUC, test loss) over checkpoints < 0, ρ ≤ −0.4 (paper Fig. 4a-b:
     ρ = −0.728 for an MNIST MLP).
 
@@ -487,8 +487,8 @@ def test_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
 
 @claim("SD-6", finding="dropout protects against ablation only up to the dropout fraction",
        rule=Rule("greater"), requires=["stages"])
-def test_dropout_protects_only_up_to_its_fraction(arch, train_runs, seeds, small_task,
-                                                  save_figure):
+def test_SD_6_dropout_protects_only_up_to_its_fraction(arch, train_runs, seeds, small_task,
+                                                       save_figure):
     """AUC(true labels) − AUC(corrupted labels) over the part of the ablation curve past the
     dropout fraction > 0 (paper Fig. 5a: MNIST MLPs with dropout 0.1, 0.2, 0.3).
 
@@ -526,7 +526,7 @@ def test_dropout_protects_only_up_to_its_fraction(arch, train_runs, seeds, small
 
 @claim("SD-7", finding="batch norm makes networks more robust to cumulative ablation",
        rule=Rule("greater"), requires=["stages", "batchnorm"])
-def test_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
+def test_SD_7_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
     """AUC(BN) − AUC(no BN) > 0 (paper Fig. 5b, CIFAR-10 ConvNets).
 
     Scaled protocol: per seed, cumulative ablation curve on 500 MNIST-1D test samples, 11
@@ -566,7 +566,7 @@ def test_batchnorm_robust_to_ablation(arch, sd_runs, save_figure):
 
 @claim("SD-8", finding="batch norm lowers the class selectivity of units",
        rule=Rule("less"), requires=["stages", "batchnorm", "nonnegative_units"])
-def test_batchnorm_lowers_selectivity(arch, sd_runs):
+def test_SD_8_batchnorm_lowers_selectivity(arch, sd_runs):
     """mean SI(BN) − mean SI(no BN) < 0 (paper Fig. 6a).
 
     Scaled protocol: class selectivity index (class means, eps 1e-6) of every live unit after
@@ -580,7 +580,7 @@ def test_batchnorm_lowers_selectivity(arch, sd_runs):
 
 @claim("SD-9", finding="batch norm raises the mutual information between units and class",
        rule=Rule("greater"), requires=["stages", "batchnorm"])
-def test_batchnorm_raises_mutual_information(arch, sd_runs):
+def test_SD_9_batchnorm_raises_mutual_information(arch, sd_runs):
     """mean MI(BN) − mean MI(no BN) > 0 (paper Fig. 6b).
 
     Scaled protocol: mutual information (bits; 10 equal-frequency bins, Miller–Madow
@@ -592,7 +592,7 @@ def test_batchnorm_raises_mutual_information(arch, sd_runs):
 
 @claim("SD-14", finding="class selectivity increases with depth",
        rule=Rule("greater", min_effect=0.5), requires=["stages", "nonnegative_units"])
-def test_selectivity_increases_with_depth(arch, sd_runs, save_figure):
+def test_SD_14_selectivity_increases_with_depth(arch, sd_runs, save_figure):
     """Spearman ρ(layer depth, mean SI of the layer) > 0, ρ ≥ 0.5 (paper section 3.4).
 
     Scaled protocol: the analysis nets (with batch norm for conv nets, as the paper; MLPs
@@ -621,7 +621,7 @@ def test_selectivity_increases_with_depth(arch, sd_runs, save_figure):
 
 @claim("SD-16", finding="ablating units in early layers is more damaging than in later layers",
        rule=Rule("greater"), requires=["stages"])
-def test_early_units_more_important(arch, sd_runs, save_figure):
+def test_SD_16_early_units_more_important(arch, sd_runs, save_figure):
     """mean single-unit importance, earliest third of layers − latest third > 0 (paper
     section 3.4: "ablations in early layers were more impactful").
 
@@ -659,7 +659,7 @@ def _si_importance(run, layers: list[str], metric=class_selectivity):
 
 @claim("SD-10", finding="class selectivity is a poor predictor of a unit's importance",
        rule=Rule("within", band=(-0.3, 0.3)), requires=["stages", "nonnegative_units"])
-def test_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figure):
+def test_SD_10_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figure):
     """|Spearman ρ(SI, importance)| small: the CI of ρ within [-0.3, 0.3] (paper Fig. 7).
 
     Scaled protocol: the analysis nets (see SD-14); for the live units of the earliest and latest
@@ -694,7 +694,7 @@ def test_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figure):
 @claim("SD-11", finding="where selectivity relates to importance, the relation is negative "
                         "and driven by early layers",
        rule=Rule("less"), requires=["stages", "nonnegative_units"])
-def test_early_layers_negative_selectivity_importance(arch, sd_runs):
+def test_SD_11_early_layers_negative_selectivity_importance(arch, sd_runs):
     """ρ(SI, importance) in the earliest third of the unit layers < 0 (paper Fig. 7c).
 
     Scaled protocol: as SD-10, restricted to the units of the earliest third of the layers.
@@ -706,7 +706,7 @@ def test_early_layers_negative_selectivity_importance(arch, sd_runs):
 
 @claim("SD-12", finding="mutual information is also a poor predictor of importance",
        rule=Rule("within", band=(-0.3, 0.3)), requires=["stages"])
-def test_mutual_information_poor_predictor(arch, sd_runs):
+def test_SD_12_mutual_information_poor_predictor(arch, sd_runs):
     """|Spearman ρ(MI, importance)| small: the CI of ρ within [-0.3, 0.3] (paper section
     3.4).
 
@@ -725,7 +725,7 @@ def test_mutual_information_poor_predictor(arch, sd_runs):
 
 @claim("SD-13", finding="ablating to zero is less damaging than clamping to the mean",
        rule=Rule("greater"), requires=["stages"])
-def test_zero_ablation_less_damaging_than_mean(arch, sd_runs, save_figure):
+def test_SD_13_zero_ablation_less_damaging_than_mean(arch, sd_runs, save_figure):
     """AUC(zero) − AUC(mean) > 0 (paper appendix: ablation to the empirical mean).
 
     Scaled protocol: the analysis nets (see SD-14); the SD-7 ablation curves (500 test samples,
@@ -752,7 +752,7 @@ def test_zero_ablation_less_damaging_than_mean(arch, sd_runs, save_figure):
 @claim("SD-15", finding="class selectivity is not positively related to the L1 norm of a "
                         "unit's incoming weights", rule=Rule("less", reference=0.2, inclusive=True),
        requires=["stages", "nonnegative_units"])
-def test_selectivity_not_related_to_weight_norm(arch, sd_runs):
+def test_SD_15_selectivity_not_related_to_weight_norm(arch, sd_runs):
     """Spearman ρ(SI, L1 norm of incoming weights) ≤ 0, CI upper bound ≤ 0.2 (paper
     appendix).
 
