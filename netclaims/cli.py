@@ -6,7 +6,6 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import json
-import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -15,7 +14,9 @@ from tabulate import tabulate
 
 from netclaims import data as datasets
 from netclaims._io import write_text
+from netclaims._usage import StoreBusyError
 from netclaims.claims import ClaimInfo
+from netclaims.cleanup import collect_garbage, kept_runs
 from netclaims.preflight import CAPABILITIES, PreflightError, preflight
 from netclaims.report import (
     baseline_key,
@@ -160,22 +161,20 @@ def cmd_store_ls(args: argparse.Namespace) -> int:
 
 
 def cmd_store_gc(args: argparse.Namespace) -> int:
-    """Remove abandoned work folders, entries without a manifest, and (with ``--report``)
-    every entry that report's runs do not reference."""
+    """Remove interrupted work, damaged entries, stale derived results and lock files, and
+    (with ``--report``) every entry none of those reports read; nothing while another
+    process uses the store."""
     store = Store(args.store)
-    doomed: list[Path] = [p for p in (store.path / "work").iterdir() if p.is_dir()]
-    doomed += [p for p in (store.path / "runs").iterdir()
-               if p.is_dir() and not (p / "manifest.json").exists()]
-    if args.report:
-        keep = set(load_report(args.report).get("runs", []))
-        doomed += [store.path / "runs" / k for k in store.run_keys() if k not in keep]
-    freed = sum(f.stat().st_size for p in doomed for f in p.rglob("*") if f.is_file())
+    keep = kept_runs(load_report(path) for path in args.report) if args.report else None
+    try:
+        doomed = collect_garbage(store, keep, dry_run=args.dry_run)
+    except StoreBusyError as err:
+        print(f"netclaims store gc: {err}", file=sys.stderr)
+        return 3
     for path in doomed:
-        print(f"{'would remove' if args.dry_run else 'removing'} {path}")
-        if not args.dry_run:
-            shutil.rmtree(path, ignore_errors=True)
-    verb = "reclaimable" if args.dry_run else "freed"
-    print(f"{len(doomed)} folders, {freed / 1e6:.1f} MB {verb}")
+        print(f"{'would remove' if args.dry_run else 'removed'} {path}")
+    print(f"{len(doomed)} folders or files, {sum(doomed.values()) / 1e6:.1f} MB "
+          f"{'reclaimable' if args.dry_run else 'freed'}")
     return 0
 
 
@@ -207,7 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         q = store_sub.add_parser(name)
         q.add_argument("--store", help="store folder (default: $NETCLAIMS_STORE or the cache)")
         if name == "gc":
-            q.add_argument("--report", help="keep only the runs this JSON report used")
+            q.add_argument("--report", action="append",
+                           help="keep only the runs this JSON report read (repeatable: the "
+                                "runs any of them read)")
             q.add_argument("--dry-run", action="store_true")
         q.set_defaults(fn=fn)
     args = parser.parse_args(argv)

@@ -7,11 +7,15 @@ Layout under the store's root::
     runs/<key>/history.json         history of the evaluated epochs
     runs/<key>/checkpoints/*.safetensors
     work/<key>/                     a run being trained (resumable state), renamed into runs/
+    derived/<key>/*.safetensors     results computed from a run (:meth:`Run.derived`)
     locks/<key>.lock                one trainer per key across processes
+    locks/store.lock, locks/users/  which processes use the store (:mod:`netclaims._usage`)
 
 A run is published by renaming its finished work directory into ``runs/`` after its manifest
 is written, so a half-written entry is never read as complete. Reading verifies every file's
-checksum; a damaged entry is removed and retrained. Weights are safetensors (no pickle).
+checksum; a damaged entry (a file or the manifest itself) is removed and retrained. The
+resumable state and derived results carry their own checksums (:func:`netclaims._io.
+save_checked`). Weights are safetensors (no pickle).
 """
 
 from __future__ import annotations
@@ -37,12 +41,12 @@ from typing import Any
 import pandas as pd
 import torch
 from filelock import FileLock
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
 import netclaims
-from netclaims._io import atomic_path, write_json
+from netclaims import _usage
+from netclaims._io import CorruptFileError, load_checked, save_checked, write_json
 from netclaims.numerics import numerics_fingerprint
 from netclaims.train import (
     STATE_EVERY_SECONDS,
@@ -75,6 +79,32 @@ def _sha256(path: Path) -> str:
 
 class CorruptEntryError(RuntimeError):
     """A store entry whose files do not match its manifest."""
+
+
+ENTRY_FILES = ("model.safetensors", "history.json")
+"""Files every complete entry has (its manifest lists them, with checkpoints if any)."""
+
+
+def read_manifest(entry: Path) -> dict[str, Any] | None:
+    """The manifest of a store entry, or None when there is none; raises
+    :class:`CorruptEntryError` when it is not a readable manifest (garbled bytes, not a JSON
+    object, no checksum for a file every entry has)."""
+    path = entry / "manifest.json"
+    if not path.exists():
+        return None
+    try:
+        manifest = json.loads(path.read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise CorruptEntryError(f"the manifest is not JSON ({err})") from err
+    files = manifest.get("files") if isinstance(manifest, dict) else None
+    if not (isinstance(files, dict) and all(isinstance(k, str) and isinstance(v, str)
+                                            for k, v in files.items())):
+        raise CorruptEntryError("the manifest has no table of file checksums")
+    missing = [name for name in ENTRY_FILES if name not in files]
+    if missing or not isinstance(manifest.get("key"), str) or \
+            not isinstance(manifest.get("spec"), dict):
+        raise CorruptEntryError(f"the manifest lacks {missing or 'its key or spec'}")
+    return manifest
 
 
 class Run:
@@ -151,23 +181,25 @@ class Run:
         ``compute`` runs on one CPU thread, as training does, so a result is the same
         whichever process computed it."""
         digest = hashlib.sha256(json.dumps({"name": name, "params": params,
-                                            "code": _code_digest()}, sort_keys=True,
+                                            "code": code_digest()}, sort_keys=True,
                                            default=repr).encode()).hexdigest()[:20]
         folder = self.path.parent.parent / "derived" / self.spec.key
         path = folder / f"{name}-{digest}.safetensors"
-        if path.exists():
-            try:
-                return load_file(str(path))
-            except (OSError, SafetensorError):
-                path.unlink(missing_ok=True)
+        try:
+            return load_checked(path)[0]
+        except FileNotFoundError:
+            pass
+        except CorruptFileError as err:
+            warnings.warn(f"derived result {path} is damaged ({err}); it is computed again",
+                          stacklevel=2)
+            path.unlink(missing_ok=True)
         with one_cpu_thread():
             tensors = compute()
         if not isinstance(tensors, dict) or not all(
                 isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
             raise TypeError(f"derived result {name!r} must be a dict of tensors")
         folder.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+        save_checked(path, tensors, {CODE_KEY: code_digest()})
         return tensors
 
     def checkpoint(self, epoch: int | None = None, *, step: int | None = None) -> nn.Module:
@@ -190,8 +222,9 @@ class Store:
         """Entries whose checksums matched: their files' (size, mtime) then, and manifest."""
         self._pending: dict[str, cf.Future] = {}
         """Runs submitted to the process pool and not yet waited for, by key."""
-        for sub in ("runs", "work", "locks"):
+        for sub in ("runs", "work", "locks", "derived"):
             (self.path / sub).mkdir(parents=True, exist_ok=True)
+        _usage.hold(self.path)
 
     def __repr__(self) -> str:
         return f"Store({str(self.path)!r})"
@@ -203,21 +236,22 @@ class Store:
         """The complete entry for ``spec`` if it exists and its checksums match; a damaged
         one is removed (and reported) so that it is retrained."""
         entry = self.entry(spec)
-        manifest_path = entry / "manifest.json"
-        if not manifest_path.exists():
+        if not (entry / "manifest.json").exists():
             self._checked.pop(spec.key, None)
             return None
         checked = self._checked.get(spec.key)
         if checked is not None and checked[0] == _file_stats(entry, checked[1]):
             return Run(entry, spec, checked[1], self.data_root)
         try:
-            manifest = json.loads(manifest_path.read_text())
+            manifest = read_manifest(entry)
+            if manifest is None:  # removed meanwhile
+                return None
             for name, digest in manifest["files"].items():
                 if not (entry / name).exists() or _sha256(entry / name) != digest:
                     raise CorruptEntryError(f"{name} does not match its checksum")
             if manifest["key"] != spec.key:
                 raise CorruptEntryError("the manifest belongs to another spec")
-        except (CorruptEntryError, json.JSONDecodeError, KeyError) as err:
+        except (CorruptEntryError, OSError) as err:
             warnings.warn(f"store entry {entry} is damaged ({err}); it will be retrained",
                           stacklevel=3)
             shutil.rmtree(entry, ignore_errors=True)
@@ -382,8 +416,12 @@ def _training_size(spec: RunSpec) -> float:
     return spec.epochs * spec.width * spec.depth * samples
 
 
+CODE_KEY = "netclaims_code"
+"""Metadata of a derived result: the :func:`code_digest` of the netclaims that computed it."""
+
+
 @functools.lru_cache(maxsize=1)
-def _code_digest() -> str:
+def code_digest() -> str:
     """Hash of every source file of the netclaims package."""
     digest = hashlib.sha256()
     for path in sorted(Path(netclaims.__file__).parent.rglob("*.py")):
@@ -442,36 +480,21 @@ def provenance(device: str = "auto") -> dict[str, Any]:
     }
 
 
-def progress_printer(stream: Any = None) -> Progress:
-    """A progress callback printing one line per finished run and per epoch."""
-    out = stream or sys.stderr
-
-    def show(event: dict[str, Any]) -> None:
-        if event["event"] == "run" and event["label"]:
-            print(f"[netclaims] run {event['done'] + 1}/{event['total']}: {event['label']}",
-                  file=out, flush=True)
-        elif event["event"] == "trained":
-            print(f"[netclaims] {event['done']}/{event['total']} trained: {event['label']}",
-                  file=out, flush=True)
-        elif event["event"] == "epoch":
-            print(f"[netclaims]   epoch {event['epoch']}/{event['epochs']} "
-                  f"train_acc={event['train_acc']:.3f} test_acc={event['test_acc']:.3f}",
-                  file=out, flush=True)
-    return show
-
-
 def training_summary(store: Store, keys: Iterable[str], since: float) -> dict[str, Any]:
     """Which of the runs ``keys`` were trained from ``since`` (a :func:`time.time`) on: their
     number, and their training seconds summed over the processes that trained them (the
     manifests' ``train_seconds``: optimizer steps only, without evaluations, checkpoints or
-    derived measures). ``runs`` counts the keys, ``missing`` those with no complete entry."""
+    derived measures). ``runs`` counts the keys, ``missing`` those with no complete entry
+    now (removed or damaged since they were read)."""
     runs = trained = missing = 0
     seconds = 0.0
     for key in keys:
         runs += 1
         try:
-            manifest = json.loads((store.path / "runs" / key / "manifest.json").read_text())
-        except FileNotFoundError:
+            manifest = read_manifest(store.path / "runs" / key)
+        except CorruptEntryError:
+            manifest = None
+        if manifest is None:
             missing += 1
             continue
         if manifest["started"] >= since:
@@ -488,16 +511,20 @@ def describe_training(summary: Mapping[str, Any]) -> str:
     if summary["trained"]:
         text += f" ({summary['train_seconds']:g} s of training summed over processes)"
     if summary["missing"]:
-        text += f"; {summary['missing']} no longer in the store"
+        text += (f"; {summary['missing']} no longer in the store (removed or damaged since "
+                 "they were read)")
     return text
 
 
 def iter_entries(store: Store) -> Iterable[dict[str, Any]]:
-    """One record per complete entry (key, label, size in bytes) for listings."""
+    """One record per entry with a manifest (key, label, epochs, size in bytes) for
+    listings; a damaged one is listed as such (its label says why), not skipped."""
     for key in store.run_keys():
         entry = store.path / "runs" / key
-        manifest = json.loads((entry / "manifest.json").read_text())
-        spec = RunSpec.from_dict(manifest["spec"])
         size = sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
-        yield {"key": key, "label": spec.label, "bytes": size,
-               "epochs": manifest["epochs_trained"]}
+        try:
+            manifest = read_manifest(entry)
+            label, epochs = RunSpec.from_dict(manifest["spec"]).label, manifest["epochs_trained"]
+        except (CorruptEntryError, KeyError, TypeError, ValueError) as err:
+            label, epochs = f"DAMAGED: {err} (retrained when next read)", "-"
+        yield {"key": key, "label": label, "bytes": size, "epochs": epochs}

@@ -14,19 +14,27 @@ import hashlib
 import json
 import math
 import time
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import SafetensorError
+from safetensors.torch import save_file
 from torch import nn
 from torch.nn import functional as F
 
 from netclaims import data as datasets
 from netclaims import models
-from netclaims._io import atomic_path, write_json
+from netclaims._io import (
+    CorruptFileError,
+    atomic_path,
+    load_checked,
+    save_checked,
+    write_json,
+)
 from netclaims.data.augment import AUGMENTATIONS, augment, default_augmentation
 from netclaims.metrics.selectivity import mean_class_selectivity
 from netclaims.units import Recorder
@@ -389,14 +397,13 @@ def _restore_optimizer(opt: torch.optim.Optimizer, tensors: dict[str, torch.Tens
 
 def _save_state(workdir: Path, model: nn.Module, opt: torch.optim.Optimizer,
                 state: TrainState) -> None:
-    """Weights and optimizer state in safetensors, the rest in JSON; the JSON names the
-    tensor file and is replaced last, so a kill at any moment leaves a consistent state."""
+    """Weights and optimizer state in safetensors (with their checksum), the rest in JSON;
+    the JSON names the tensor file and is replaced last, so a kill at any moment leaves a
+    consistent state."""
     opt_tensors, opt_meta = _optimizer_tensors(opt)
-    tensors = {f"model.{k}": v.detach().cpu().contiguous()
-               for k, v in model.state_dict().items()}
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     name = f"state_{state.epoch:04d}.safetensors"
-    with atomic_path(workdir / name) as tmp:
-        save_file({**tensors, **opt_tensors}, str(tmp))
+    save_checked(workdir / name, {**tensors, **opt_tensors})
     write_json(workdir / "state.json", {
         "tensors": name, "optimizer": opt_meta, "epoch": state.epoch, "step": state.step,
         "history": state.history, "stopped": state.stopped, "seconds": state.seconds,
@@ -412,12 +419,40 @@ def _load_state(workdir: Path, model: nn.Module, opt: torch.optim.Optimizer,
     if not meta_path.exists():
         return None
     meta = json.loads(meta_path.read_text())
-    tensors = load_file(str(workdir / meta["tensors"]))
+    if not (isinstance(meta, dict) and isinstance(meta.get("epoch"), int)
+            and isinstance(meta.get("step"), int) and isinstance(meta.get("history"), list)
+            and isinstance(meta.get("tensors"), str) and "/" not in meta["tensors"]):
+        raise ValueError("state.json does not hold an epoch, step, history and tensor file")
+    tensors, _ = load_checked(workdir / meta["tensors"])
     model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
     _restore_optimizer(opt, tensors, meta["optimizer"], device)
     return TrainState(epoch=meta["epoch"], step=meta["step"], history=meta["history"],
                       stopped=meta["stopped"], seconds=meta["seconds"],
                       unrecorded_seconds=meta.get("unrecorded_seconds", 0.0))
+
+
+_DAMAGED_STATE = (ValueError, KeyError, TypeError, AttributeError, IndexError, OSError,
+                  RuntimeError, SafetensorError, CorruptFileError)
+"""What reading a garbled, truncated or foreign resumable state raises."""
+
+
+def _start(spec: RunSpec, data: datasets.Dataset, dev: torch.device, workdir: Path,
+           ) -> tuple[nn.Module, torch.optim.Optimizer, TrainState | None]:
+    """The model and optimizer, initialized from the spec's seed or resumed from the saved
+    state in ``workdir``. A state that cannot be read back whole (garbled JSON, a truncated
+    or altered tensor file) is reported, removed, and training starts afresh."""
+    while True:
+        torch.manual_seed(spec.seed)
+        model = spec.build_model(data).to(dev)
+        opt = _optimizer(spec, model)
+        try:
+            return model, opt, _load_state(workdir, model, opt, dev)
+        except _DAMAGED_STATE as err:
+            warnings.warn(f"the resumable state of {spec.label} in {workdir} is damaged "
+                          f"({type(err).__name__}: {err}); its training starts afresh",
+                          stacklevel=4)
+            for path in [workdir / "state.json", *workdir.glob("state_*.safetensors")]:
+                path.unlink(missing_ok=True)
 
 
 def save_weights(model: nn.Module, path: Path) -> None:
@@ -473,15 +508,12 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
         raise ValueError(f"state_every must be >= 0 seconds, got {state_every}")
     (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
     data = spec.load_data(data_root)
-    torch.manual_seed(spec.seed)
-    model = spec.build_model(data).to(dev)
-    opt = _optimizer(spec, model)
+    model, opt, state = _start(spec, data, dev, workdir)
     kind = default_augmentation(data.input_shape) if spec.augmentation == "auto" \
         else spec.augmentation
     reg_layers = sorted({layer for r in spec.regularizers
                          for layer in _REGULARIZERS[r.name][0](model, r.options)})
     x_train, y_train = data.x_train, data.y_train
-    state = _load_state(workdir, model, opt, dev)
     if state is None:
         state = TrainState()
         _record(state, model, data, dev, lr=0.0)
