@@ -17,6 +17,7 @@ import os
 import shlex
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ import pytest
 
 import netclaims.claims
 from netclaims import data as datasets
+from netclaims._io import write_text
 from netclaims.claims import DEFAULT_ARCHS, SCALES, ClaimInfo
 from netclaims.health import diagnose
 from netclaims.numerics import describe, fingerprint_differences
@@ -42,7 +44,15 @@ from netclaims.report import (
     write_reports,
 )
 from netclaims.stats import Estimate, Evidence, Outcome, Verdict, judge
-from netclaims.store import Run, Store, describe_training, provenance, training_summary
+from netclaims.store import (
+    Run,
+    Store,
+    describe_training,
+    provenance,
+    stop_workers,
+    training_summary,
+)
+from netclaims.store import default_path as default_store_path
 from netclaims.train import RunSpec
 
 RECORD = "netclaims_record"
@@ -121,7 +131,12 @@ def _settings(config: pytest.Config) -> Settings:
     if scale not in SCALES:
         raise pytest.UsageError(f"netclaims_scale must be one of {list(SCALES)}, got {scale!r}")
     minimum = SCALES[scale]["min_seeds"]
-    seeds = int(_option(config, "seeds") or minimum)
+    raw = _option(config, "seeds")
+    try:
+        seeds = minimum if raw is None else int(raw)
+    except ValueError:
+        raise pytest.UsageError(f"netclaims_seeds must be a whole number of seeds, got "
+                                f"{raw!r}") from None
     if seeds < minimum:
         raise pytest.UsageError(f"{scale} scale needs at least {minimum} seeds (CLAIMS.md), "
                                 f"got --netclaims-seeds {seeds}")
@@ -138,6 +153,9 @@ def _settings(config: pytest.Config) -> Settings:
                                 f"{baseline.task!r}; this session trains on {task!r}: compare "
                                 "with a baseline recorded on the same task")
     save = _option(config, "save-baseline")
+    if save and Path(save).is_dir():
+        raise pytest.UsageError(f"--netclaims-save-baseline {save} is a folder; name the "
+                                "baseline file to write")
     root = Path(config.rootpath)
     device = _option(config, "device") or SCALES[scale]["device"]
     executor = _option(config, "executor") or "auto"
@@ -221,6 +239,30 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(Collector(config), "netclaims-collector")
 
 
+def _check_writable(folder: Path, option: str) -> None:
+    """Raise a usage error (exit code 4, one line) unless files can be written in
+    ``folder`` (created if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".netclaims-probe-"):
+            pass
+    except OSError as err:
+        raise pytest.UsageError(f"{option}: cannot write into {folder} "
+                                f"({err.strerror or err})") from None
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    settings = config.stash[SETTINGS]
+    lines = [f"netclaims: {settings.scale} scale, {len(settings.seeds)} seeds, task "
+             f"{settings.dataset}, device {settings.device}, executor {settings.executor}, "
+             f"store {settings.store_path or default_store_path()}"]
+    if settings.data_root and "root" not in datasets.options_of(settings.dataset):
+        lines.append(f"netclaims: --netclaims-data-root {settings.data_root} is not used: task "
+                     f"{settings.dataset} is generated, not read from disk (choose a task "
+                     "such as cifar10 with --netclaims-task to read it)")
+    return lines
+
+
 def _claim_info(item: pytest.Item) -> ClaimInfo | None:
     marker = item.get_closest_marker("netclaims_claim")
     return marker.args[0] if marker is not None else None
@@ -285,6 +327,10 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     locks train each run once whatever the distribution."""
     names = list(dict.fromkeys(n for n in map(_arch_name, items) if n is not None))
     settings = config.stash[SETTINGS]
+    if names:  # found now, not after hours of training
+        _check_writable(settings.report_dir, "--netclaims-report")
+        if settings.save_baseline is not None:
+            _check_writable(settings.save_baseline.parent, "--netclaims-save-baseline")
     archs = config.stash[ARCHITECTURES] = {}
     misfits = []
     data = _task_data(settings) if names else None
@@ -634,6 +680,7 @@ class Collector:
         self.paths: dict[str, Path] = {}
         self.started = time.time()
         self.training: dict[str, Any] | None = None
+        self.write_error: str | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
@@ -641,6 +688,9 @@ class Collector:
                 self.records.append(json.loads(value))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # runs prefetched for claims that did not get to read them (-x, Ctrl-C, a crash)
+        # stop here: nothing trains after the summary; they resume when next asked for
+        stop_workers()
         if not self.records:
             return
         settings = self.config.stash[SETTINGS]
@@ -655,11 +705,15 @@ class Collector:
                 "training": self.training}
         report = build_report(self.records, prov)
         report["runs"] = runs
-        self.paths = write_reports(settings.report_dir, report)
-        if settings.save_baseline is not None:
-            settings.save_baseline.parent.mkdir(parents=True, exist_ok=True)
-            settings.save_baseline.write_text(json.dumps(make_baseline(report), indent=2) + "\n")
-            self.paths["baseline"] = settings.save_baseline
+        try:
+            self.paths = write_reports(settings.report_dir, report)
+            if settings.save_baseline is not None:
+                write_text(settings.save_baseline,
+                           json.dumps(make_baseline(report), indent=2) + "\n")
+                self.paths["baseline"] = settings.save_baseline
+        except OSError as err:  # e.g. the disk filled up during the session
+            self.write_error = f"{err.filename or ''}: {err.strerror or err}"
+            session.exitstatus = pytest.ExitCode.INTERNAL_ERROR
 
     def pytest_terminal_summary(self, terminalreporter: Any) -> None:
         if not self.records:
@@ -685,6 +739,10 @@ class Collector:
                     terminalreporter.write_line(f"  {r['id']} {r['arch']}: {r['baseline_note']}")
         for kind, path in self.paths.items():
             terminalreporter.write_line(f"{kind}: {path}")
+        if self.write_error is not None:
+            terminalreporter.write_line(f"netclaims: the report could not be written "
+                                        f"({self.write_error}); the table above is this "
+                                        "session's result", red=True)
 
 
 @functools.cache

@@ -106,12 +106,34 @@ def write_reports(directory: str | os.PathLike, report: Mapping[str, Any]) -> di
     return paths
 
 
+def _read_json(path: str | os.PathLike, what: str) -> Any:
+    try:
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ValueError(f"{path} is not a netclaims {what}: not JSON ({err})") from err
+
+
 def load_report(path: str | os.PathLike) -> dict:
-    """Read a JSON report, checking its schema version."""
-    report = json.loads(Path(path).read_text())
+    """Read a JSON report, checking its schema version and structure (a ``records`` list
+    whose entries name their claim, architecture and verdict)."""
+    report = _read_json(path, "report")
+    if not isinstance(report, dict):
+        raise ValueError(f"{path} is not a netclaims report: a JSON "
+                         f"{type(report).__name__}, not an object")
     if report.get("schema") != SCHEMA_VERSION:
         raise ValueError(f"{path}: report schema {report.get('schema')!r}, this netclaims "
                          f"reads schema {SCHEMA_VERSION}")
+    records = report.get("records")
+    if not isinstance(records, list):
+        raise ValueError(f"{path} is not a netclaims report: it has no 'records' list")
+    for i, record in enumerate(records):
+        missing = [k for k in ("id", "arch", "verdict")
+                   if not isinstance(record, dict) or not isinstance(record.get(k), str)]
+        if missing:
+            raise ValueError(f"{path}: record {i} lacks {', '.join(missing)}")
+    if not isinstance(report.get("provenance", {}), dict):
+        raise ValueError(f"{path}: 'provenance' is not an object")
+    report.setdefault("provenance", {})
     return report
 
 
@@ -214,10 +236,20 @@ class Baseline:
 
 
 def load_baseline(path: str | os.PathLike) -> Baseline:
-    data = json.loads(Path(path).read_text())
-    if data.get("schema") != SCHEMA_VERSION or "claims" not in data:
-        raise ValueError(f"{path} is not a netclaims baseline (schema {SCHEMA_VERSION})")
+    """Read a baseline, checking its schema and structure (a ``claims`` object whose
+    entries each record a verdict)."""
+    data = _read_json(path, "baseline")
+    if not isinstance(data, dict) or data.get("schema") != SCHEMA_VERSION \
+            or not isinstance(data.get("claims"), dict):
+        raise ValueError(f"{path} is not a netclaims baseline (schema {SCHEMA_VERSION}, "
+                         "with a 'claims' object)")
+    for key, entry in data["claims"].items():
+        if not isinstance(entry, dict) or entry.get("verdict") not in OUTCOMES:
+            raise ValueError(f"{path}: baseline entry {key!r} records no verdict (one of "
+                             f"{', '.join(OUTCOMES)})")
     provenance = data.get("provenance") or {}
+    if not isinstance(provenance, dict):
+        raise ValueError(f"{path}: 'provenance' is not an object")
     # baselines recorded before tasks could be chosen were all recorded on MNIST-1D
     return Baseline(claims=data["claims"], numerics=provenance.get("numerics"),
                     task=provenance.get("task", "mnist1d"))

@@ -30,6 +30,7 @@ import multiprocessing
 import os
 import platform
 import shutil
+import signal
 import sys
 import time
 import warnings
@@ -357,7 +358,7 @@ class Store:
         futures = {}
         for spec in sorted(specs, key=_training_size, reverse=True):
             future = self._pending.get(spec.key)
-            if future is None:
+            if future is None or not _usable(future):
                 future = pool.submit(_train_in_worker, str(self.path), spec.to_dict(), device,
                                      self.data_root, derive)
                 self._pending[spec.key] = future
@@ -375,7 +376,11 @@ class Store:
                 report({"event": "trained", "done": done, "total": len(specs),
                         "label": futures[future].label})
         except cf.process.BrokenProcessPool:
-            _worker_pool.cache_clear()  # a dead worker breaks the pool: start afresh next time
+            _POOLS.clear()  # a dead worker breaks the pool: start afresh next time
+            self._pending.clear()
+            raise
+        except KeyboardInterrupt:
+            stop_workers()  # Ctrl-C: no run goes on training behind the user's back
             self._pending.clear()
             raise
 
@@ -447,14 +452,52 @@ def _file_stats(entry: Path, manifest: Mapping[str, Any]) -> dict[str, tuple[int
         return None
 
 
-@functools.cache
+_POOLS: dict[int, cf.ProcessPoolExecutor] = {}
+"""The worker pools started by this process, by size."""
+
+
 def _worker_pool(workers: int) -> cf.ProcessPoolExecutor:
     """One process pool per size for the life of the interpreter: starting workers (spawn,
-    importing torch) costs seconds, so every zoo of a session reuses them. Shut down at
-    exit."""
-    pool = cf.ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
-    atexit.register(pool.shutdown, cancel_futures=True)
-    return pool
+    importing torch) costs seconds, so every zoo of a session reuses them. Stopped at exit.
+    Workers ignore Ctrl-C: the main process stops them (:func:`stop_workers`), where each
+    would otherwise take its next queued run."""
+    if workers not in _POOLS:
+        if not _POOLS:
+            atexit.register(stop_workers)
+        _POOLS[workers] = cf.ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"),
+            initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
+    return _POOLS[workers]
+
+
+def stop_workers(grace: float = 2.0) -> None:
+    """Cancel every queued training of the worker pools and stop the runs they are
+    training (terminated, killed after ``grace`` seconds). The store stays consistent: an
+    interrupted run resumes from its last saved state when next asked for, and its key's
+    lock dies with its worker. The next zoo starts a fresh pool."""
+    pools = list(_POOLS.values())
+    _POOLS.clear()
+    for pool in pools:
+        # ProcessPoolExecutor has no public way to stop running tasks before Python 3.14;
+        # its shutdown forgets the processes, so take them first
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.terminate()
+        deadline = time.monotonic() + grace
+        for process in processes:
+            process.join(max(0.0, deadline - time.monotonic()))
+            if process.is_alive():
+                process.kill()
+                process.join()
+
+
+def _usable(future: cf.Future) -> bool:
+    """Whether a submitted training can still be waited for (not cancelled, its pool not
+    stopped)."""
+    if future.cancelled():
+        return False
+    return not (future.done() and isinstance(future.exception(), cf.process.BrokenProcessPool))
 
 
 def _train_in_worker(path: str, spec: dict, device: str, data_root: str | None,

@@ -455,6 +455,22 @@ def _start(spec: RunSpec, data: datasets.Dataset, dev: torch.device, workdir: Pa
                 path.unlink(missing_ok=True)
 
 
+def _check_outputs(spec: RunSpec, model: nn.Module, data: datasets.Dataset,
+                   dev: torch.device) -> None:
+    """Raise unless the model gives one logit per class of the task (too few would fail
+    deep inside the loss; too many would train a net with classes that never occur)."""
+    was_training = model.training
+    with torch.no_grad():
+        out = model.eval()(data.x_train[:2].to(dev))
+    model.train(was_training)
+    if out.ndim != 2 or out.shape[1] != data.num_classes:
+        raise ValueError(f"{spec.label}: the model {spec.model!r} outputs shape "
+                         f"{tuple(out.shape)} for a batch of 2, but task {data.name!r} has "
+                         f"{data.num_classes} classes: its last layer must give "
+                         f"(batch, {data.num_classes}) logits (the factory receives "
+                         "num_classes)")
+
+
 def save_weights(model: nn.Module, path: Path) -> None:
     with atomic_path(path) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()},
@@ -509,6 +525,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
     (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
     data = spec.load_data(data_root)
     model, opt, state = _start(spec, data, dev, workdir)
+    _check_outputs(spec, model, data, dev)
     kind = default_augmentation(data.input_shape) if spec.augmentation == "auto" \
         else spec.augmentation
     reg_layers = sorted({layer for r in spec.regularizers

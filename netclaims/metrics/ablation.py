@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from netclaims._checks import as_labels, as_tensor, check_choice, check_positive
+from netclaims._checks import as_labels, as_tensor, check_choice, check_finite, check_positive
 from netclaims.units import (
     Intervention,
     Moments,
@@ -162,7 +162,16 @@ def _inputs_labels(inputs: torch.Tensor, labels: object) -> tuple[torch.Tensor, 
     y = as_labels(labels, n=inputs.shape[0])
     if inputs.shape[0] == 0:
         raise ValueError("inputs is empty")
+    if inputs.is_floating_point():
+        check_finite(inputs, "inputs")
     return inputs, y
+
+
+def _check_classes(labels: torch.Tensor, logits: torch.Tensor) -> None:
+    """Raise unless every label is one of the model's output classes."""
+    if int(labels.max()) >= logits.shape[-1]:
+        raise ValueError(f"labels contain class {int(labels.max())} but the model has "
+                         f"{logits.shape[-1]} outputs (classes 0..{logits.shape[-1] - 1})")
 
 
 def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
@@ -208,7 +217,9 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
         interventions[layer] = Intervention(units, keep=keep,
                                             fill=None if fill is None else fill[layer],
                                             per_position=per_position)
-    reference = _predictions(model, inputs, batch_size, batch_statistics).argmax(-1)
+    logits = _predictions(model, inputs, batch_size, batch_statistics)
+    _check_classes(y, logits)
+    reference = logits.argmax(-1)
     outputs = intervened_outputs(model, inputs, interventions, batch_size=batch_size,
                                  mask_chunk=mask_chunk, strategy=strategy,
                                  batch_statistics=batch_statistics)
@@ -265,7 +276,11 @@ def _orderings(orderings: int | Mapping[str, torch.Tensor], counts: Mapping[str,
         raise ValueError(f"no ordering given for layers {sorted(missing)}")
     out = {}
     for layer, units in counts.items():
-        o = torch.as_tensor(orderings[layer]).to(torch.int64)
+        o = torch.as_tensor(orderings[layer])
+        if o.is_floating_point() or o.dtype == torch.bool:
+            raise TypeError(f"orderings[{layer!r}] must hold integer unit indices, got dtype "
+                            f"{o.dtype}")
+        o = o.to(torch.int64)
         o = o[None] if o.ndim == 1 else o
         if o.ndim != 2 or o.shape[1] != units or bool(
                 (o.sort(dim=1).values != torch.arange(units)).any()):
@@ -297,7 +312,9 @@ def noise_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
             raise ValueError(f"stds[{layer!r}] has {std.shape[0]} values, layer has {units}")
         scale = torch.tensor(np.tile(sc, repeats), dtype=torch.float32)[:, None]
         interventions[layer] = Intervention(units, noise_std=scale * std[None])
-    reference = _predictions(model, inputs, batch_size).argmax(-1)
+    logits = _predictions(model, inputs, batch_size)
+    _check_classes(y, logits)
+    reference = logits.argmax(-1)
     gen = torch.Generator().manual_seed(seed)
     outputs = intervened_outputs(model, inputs, interventions, batch_size=batch_size,
                                  mask_chunk=mask_chunk, generator=gen, strategy=strategy)
@@ -313,13 +330,15 @@ def single_unit_importance(model: nn.Module, inputs: torch.Tensor, labels: objec
     ``(inputs, labels)`` when that unit alone is clamped to 0 (or ``fill``). Morcos et al.
     2018, section 3.4. Returns a ``(units,)`` float64 tensor."""
     inputs, y = _inputs_labels(inputs, labels)
+    logits = _predictions(model, inputs, batch_size)
+    _check_classes(y, logits)
     units = unit_counts(model, [layer], inputs)[layer]
     keep = 1.0 - torch.eye(units)
     outputs = intervened_outputs(model, inputs, {layer: Intervention(units, keep=keep,
                                                                      fill=fill)},
                                  batch_size=batch_size, mask_chunk=mask_chunk,
                                  strategy=strategy)
-    intact = F.cross_entropy(_predictions(model, inputs, batch_size).double(), y)
+    intact = F.cross_entropy(logits.double(), y)
     losses = torch.stack([F.cross_entropy(o.double(), y) for o in outputs])
     return losses - intact
 

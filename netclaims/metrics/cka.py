@@ -22,15 +22,26 @@ KERNELS = ("linear", "rbf")
 GRAM_BUDGET_BYTES = 2 * 1024**3
 
 
-def _centered(x: ArrayLike, name: str) -> torch.Tensor:
-    """``(n, ...)`` -> centered float64 ``(n, features)``; raises for a constant one."""
+def _centered(x: ArrayLike, name: str, *, rescale: bool = False) -> torch.Tensor:
+    """``(n, ...)`` -> centered float64 ``(n, features)``; raises for a constant one or one
+    without features. ``rescale``: values so large that sums of their fourth powers would
+    overflow float64 are scaled down (for a full-batch estimator, which is invariant to
+    isotropic scaling; minibatch sums are not, per batch)."""
     t = as_tensor(x, name, ndim=tuple(range(2, 8)), min_rows=2)
     t = t.reshape(t.shape[0], -1).to(torch.float64)
+    if t.shape[1] == 0:
+        raise ValueError(f"{name} has no features (shape {tuple(t.shape)}): CKA needs at "
+                         "least one")
     t = t - t.mean(dim=0, keepdim=True)
-    if not bool(t.abs().max() > 0):
+    largest = float(t.abs().max())
+    if not largest > 0:
         raise ValueError(f"{name} is a constant representation (zero variance in every "
                          "feature): CKA is undefined for it")
-    return t
+    return t / largest if rescale and largest > _SAFE_MAGNITUDE else t
+
+
+_SAFE_MAGNITUDE = 1e50
+"""Centered values above this are rescaled: CKA sums products of four of them."""
 
 
 def _n_checked(x: torch.Tensor, y: torch.Tensor, minimum: int, why: str) -> int:
@@ -93,6 +104,10 @@ def _unbiased_hsic_numerator(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 
 def _ratio(xy: torch.Tensor, xx: torch.Tensor, yy: torch.Tensor, what: str) -> float:
+    terms = torch.stack([torch.as_tensor(t, dtype=torch.float64) for t in (xy, xx, yy)])
+    if not bool(torch.isfinite(terms).all()):
+        raise ValueError(f"{what}: the HSIC terms overflowed float64 ({terms.tolist()}); "
+                         "the inputs' magnitudes are out of range")
     if not (float(xx) > 0 and float(yy) > 0):
         raise ValueError(f"{what}: the self-similarity term is not positive "
                          f"({float(xx):.3g}, {float(yy):.3g}); the estimate is undefined "
@@ -111,7 +126,7 @@ def linear_cka(x: ArrayLike, y: ArrayLike, *, debiased: bool = False) -> float:
     Args:
         x: ``(n, features_x)`` (extra axes are flattened); y: ``(n, features_y)``.
     """
-    xc, yc = _centered(x, "x"), _centered(y, "y")
+    xc, yc = _centered(x, "x", rescale=True), _centered(y, "y", rescale=True)
     _n_checked(xc, yc, 4 if debiased else 2, "CKA")
     if debiased:
         num = _unbiased_hsic_numerator
@@ -131,7 +146,7 @@ def rbf_cka(x: ArrayLike, y: ArrayLike, *, threshold: float = 0.5,
     isotropic scaling and orthogonal transformations. ``CKA = <Kc, Lc> / (|Kc| |Lc|)`` with
     doubly centered (or, ``debiased``, U-centered) Gram matrices; float64; never clamped.
     """
-    xc, yc = _centered(x, "x"), _centered(y, "y")
+    xc, yc = _centered(x, "x", rescale=True), _centered(y, "y", rescale=True)
     _n_checked(xc, yc, 4 if debiased else 2, "CKA")
     k = center_gram(rbf_gram(xc, threshold), debiased=debiased)
     l_ = center_gram(rbf_gram(yc, threshold), debiased=debiased)
@@ -170,6 +185,7 @@ def minibatch_cka(xs: Sequence[ArrayLike], ys: Sequence[ArrayLike]) -> float:
         xs, ys: equal-length sequences of ``(batch, features)`` arrays; batch ``i`` of
             ``xs`` and of ``ys`` hold the same samples.
     """
+    xs, ys = list(xs), list(ys)  # a (batches, batch, features) tensor is a sequence too
     if len(xs) != len(ys):
         raise ValueError(f"xs has {len(xs)} batches but ys has {len(ys)}")
     if not xs:
@@ -241,7 +257,7 @@ def _normalized_grams(reps: Sequence[ArrayLike], name: str, n: int, kernel: str,
     """
     out = torch.empty(len(reps), n * n, dtype=torch.float64)
     for i, r in enumerate(reps):
-        xc = _centered(r, f"{name}[{i}]")
+        xc = _centered(r, f"{name}[{i}]", rescale=True)
         if xc.shape[0] != n:
             raise ValueError(f"{name}[{i}] has {xc.shape[0]} samples, expected {n}")
         gram = out[i].view(n, n)
@@ -261,7 +277,7 @@ def _normalized_grams(reps: Sequence[ArrayLike], name: str, n: int, kernel: str,
 
 
 def _feature_terms(reps: Sequence[ArrayLike], name: str) -> list[torch.Tensor]:
-    return [_centered(r, f"{name}[{i}]") for i, r in enumerate(reps)]
+    return [_centered(r, f"{name}[{i}]", rescale=True) for i, r in enumerate(reps)]
 
 
 def cka_matrix(xs: Sequence[ArrayLike], ys: Sequence[ArrayLike] | None = None, *,

@@ -34,6 +34,9 @@ def prunable_fraction(fractions: ArrayLike, unchanged: ArrayLike, *,
         raise ValueError(f"unchanged has {y.shape[1]} points per curve, fractions has {x.size}")
     if np.any(np.diff(x) <= 0):
         raise ValueError("fractions must be strictly increasing")
+    if x.min() < 0 or x.max() > 1 or y.min() < 0 or y.max() > 1:
+        raise ValueError(f"fractions and unchanged are shares in [0, 1], got fractions "
+                         f"{x.min():g}..{x.max():g}, unchanged {y.min():g}..{y.max():g}")
     threshold = 1.0 - tolerance
     best = 0.0
     for curve in y:
@@ -92,6 +95,9 @@ def width_gain(widths: Sequence[float], values: Sequence[float]) -> float:
     v = as_tensor(list(values), "values", ndim=1, dtype=torch.float64).numpy()
     if w.size != v.size or w.size < 2:
         raise ValueError("widths and values need the same length >= 2")
+    if w.min() <= 0 or v.min() < 0:
+        raise ValueError(f"widths must be > 0 and values >= 0 (counts or shares of units), "
+                         f"got widths {w.tolist()}, values {v.tolist()}")
     order = np.argsort(w)
     w, v = w[order], v[order]
     steps = w[1:] / w[:-1]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from netclaims._checks import ArrayLike, as_labels, as_tensor
+from netclaims._checks import ArrayLike, as_labels, as_tensor, check_finite
 
 
 def selectivity_from_class_means(class_means: torch.Tensor, *, eps: float = 1e-6) -> torch.Tensor:
@@ -53,9 +53,19 @@ def class_selectivity(activations: ArrayLike, labels: ArrayLike, *,
     """
     grad = isinstance(activations, torch.Tensor) and activations.requires_grad
     a = activations if grad else as_tensor(activations, "activations", ndim=2)
-    if grad and a.ndim != 2:
-        raise ValueError(f"activations must be (n, units), got shape {tuple(a.shape)}")
+    if grad:
+        if a.ndim != 2:
+            raise ValueError(f"activations must be (n, units), got shape {tuple(a.shape)}")
+        check_finite(a.detach(), "activations")
     y = as_labels(labels, n=a.shape[0]).to(a.device)
+    si = _selectivity(a, y, eps)
+    if not grad and not bool(torch.isfinite(si).all()):
+        # class sums overflowed the input's precision (float16, or float32 near 1e38)
+        si = _selectivity(a.double(), y, eps).to(a.dtype)
+    return si
+
+
+def _selectivity(a: torch.Tensor, y: torch.Tensor, eps: float) -> torch.Tensor:
     classes, index = torch.unique(y, return_inverse=True)
     counts = torch.bincount(index, minlength=classes.numel()).to(a.dtype)
     sums = torch.zeros(classes.numel(), a.shape[1], dtype=a.dtype, device=a.device)
