@@ -18,13 +18,12 @@ from netclaims._usage import StoreBusyError
 from netclaims.claims import ClaimInfo
 from netclaims.cleanup import collect_garbage, kept_runs
 from netclaims.preflight import CAPABILITIES, PreflightError, preflight
+from netclaims.render import render_html, render_markdown
 from netclaims.report import (
     baseline_key,
     estimate_text,
     load_baseline,
     load_report,
-    render_html,
-    render_markdown,
 )
 from netclaims.store import Store, iter_entries
 

@@ -33,6 +33,7 @@ from netclaims.claims import DEFAULT_ARCHS, SCALES, ClaimInfo
 from netclaims.health import diagnose
 from netclaims.numerics import describe, fingerprint_differences
 from netclaims.preflight import Architecture, NotApplicable, PreflightError, preflight
+from netclaims.render import terminal_matrix, write_reports
 from netclaims.report import (
     Baseline,
     baseline_key,
@@ -41,7 +42,6 @@ from netclaims.report import (
     load_baseline,
     make_baseline,
     terminal_table,
-    write_reports,
 )
 from netclaims.stats import Estimate, Evidence, Outcome, Verdict, judge
 from netclaims.store import (
@@ -188,6 +188,7 @@ ARCHITECTURES = pytest.StashKey[dict[str, Architecture]]()
 INFO = pytest.StashKey[ClaimInfo]()
 VERDICT = pytest.StashKey[Verdict]()
 BASELINE_NOTE = pytest.StashKey[str]()
+BASELINE_REASON = pytest.StashKey[str]()
 FIGURES = pytest.StashKey[list]()
 SETUP_SECONDS = pytest.StashKey[float]()
 RUN_KEYS = pytest.StashKey[list]()
@@ -595,6 +596,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
             pytest.fail(f"{message}\nbaseline: {comparison.departure}", pytrace=False)
         if comparison.note is not None:
             pyfuncitem.stash[BASELINE_NOTE] = comparison.note
+        if entry is not None and entry.get("reason"):
+            pyfuncitem.stash[BASELINE_REASON] = entry["reason"]
         if entry is not None and failed:  # a recorded non-replication, unchanged
             failed = False
     if failed:
@@ -623,17 +626,30 @@ def _record(item: pytest.Item, verdict: str, message: str, seconds: float = 0.0)
                            "arch": arch, "scale": settings.scale, "verdict": verdict,
                            "message": message, "seconds": round(seconds, 3),
                            "nodeid": item.nodeid, "figures": item.stash.get(FIGURES, []),
-                           "runs": sorted(set(item.stash.get(RUN_KEYS, [])))}
+                           "runs": sorted(set(item.stash.get(RUN_KEYS, []))),
+                           **_source(item, settings.report_dir)}
     if BASELINE_NOTE in item.stash:
         out["baseline_note"] = item.stash[BASELINE_NOTE]
+    if BASELINE_REASON in item.stash:
+        out["baseline_reason"] = item.stash[BASELINE_REASON]
     v = item.stash.get(VERDICT, None)
     if v is not None:
         def number(x: float) -> float | None:
             return x if math.isfinite(x) else None
         out.update(statistic=v.statistic, estimate=number(v.estimate),
                    ci_low=number(v.ci_low), ci_high=number(v.ci_high), n=v.n,
-                   p_value=v.p_value, threshold=v.rule, method=v.method, details=v.details)
+                   p_value=v.p_value, threshold=v.rule, method=v.method, details=v.details,
+                   reason=v.reason)
     return out
+
+
+def _source(item: pytest.Item, report_dir: Path) -> dict[str, str]:
+    """Where the claim is written: ``file:line`` from the root, and the file relative to the
+    report's folder (the report links it)."""
+    path, line, _ = item.location
+    absolute = Path(item.config.rootpath) / path
+    return {"source": f"{path}:{(line or 0) + 1}",
+            "source_href": os.path.relpath(absolute, report_dir)}
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -681,6 +697,7 @@ class Collector:
         self.started = time.time()
         self.training: dict[str, Any] | None = None
         self.write_error: str | None = None
+        self.report: dict[str, Any] | None = None
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
@@ -703,7 +720,7 @@ class Collector:
                 "command": _command_line(),
                 "wall_seconds": round(time.time() - self.started, 1),
                 "training": self.training}
-        report = build_report(self.records, prov)
+        report = self.report = build_report(self.records, prov)
         report["runs"] = runs
         try:
             self.paths = write_reports(settings.report_dir, report)
@@ -719,6 +736,8 @@ class Collector:
         if not self.records:
             return
         terminalreporter.write_sep("=", "netclaims")
+        if self.report is not None:
+            terminalreporter.write_line(terminal_matrix(self.report) + "\n")
         terminalreporter.write_line(terminal_table(self.records))
         settings = self.config.stash[SETTINGS]
         if self.training is not None:

@@ -4,8 +4,6 @@ with, the way pytest-regressions compares data files)."""
 
 from __future__ import annotations
 
-import base64
-import html
 import json
 import math
 import os
@@ -17,7 +15,6 @@ from typing import Any
 import pandas as pd
 from tabulate import tabulate
 
-from netclaims._io import write_json, write_text
 from netclaims.claims import PAPERS
 
 SCHEMA_VERSION = 1
@@ -26,7 +23,8 @@ FIELDS = ("id", "paper", "finding", "arch", "scale", "statistic", "estimate", "c
           "ci_high", "n", "p_value", "threshold", "verdict", "seconds")
 
 
-def _num(x: Any) -> str:
+def number_text(x: Any) -> str:
+    """A number in 3 significant digits, ``-`` for none or a non-finite one."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "-"
     return f"{x:.3g}" if isinstance(x, float) else str(x)
@@ -36,8 +34,8 @@ def estimate_text(record: Mapping[str, Any]) -> str:
     """``-0.83 [-0.95, -0.61]`` (or ``-`` when there is no estimate)."""
     if record.get("estimate") is None:
         return "-"
-    return (f"{_num(record['estimate'])} [{_num(record.get('ci_low'))}, "
-            f"{_num(record.get('ci_high'))}]")
+    return (f"{number_text(record['estimate'])} [{number_text(record.get('ci_low'))}, "
+            f"{number_text(record.get('ci_high'))}]")
 
 
 def frame(records: Iterable[Mapping[str, Any]]) -> pd.DataFrame:
@@ -58,7 +56,8 @@ def papers(records: Iterable[Mapping[str, Any]]) -> dict[str, str]:
     return {p: PAPERS.get(p, titles[p]) for p in order}
 
 
-def _sorted(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+def sorted_records(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """Records by paper (declaration order), claim number, then architecture."""
     order = list(papers(records))
 
     def key(r: Mapping[str, Any]) -> tuple:
@@ -69,9 +68,10 @@ def _sorted(records: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
 
 
 def _rows(records: Sequence[Mapping[str, Any]]) -> list[list[str]]:
-    return [[r["id"], r["arch"], r.get("statistic") or "-", estimate_text(r), _num(r.get("n")),
-             _num(r.get("p_value")), r.get("threshold") or "-", r["verdict"],
-             _num(r.get("seconds"))] for r in _sorted(records)]
+    return [[r["id"], r["arch"], r.get("statistic") or "-", estimate_text(r),
+             number_text(r.get("n")), number_text(r.get("p_value")),
+             r.get("threshold") or "-", r["verdict"], number_text(r.get("seconds"))]
+            for r in sorted_records(records)]
 
 
 HEADERS = ["id", "arch", "statistic", "estimate [95% CI]", "n", "p", "needs", "verdict", "s"]
@@ -92,18 +92,7 @@ def terminal_table(records: Sequence[Mapping[str, Any]]) -> str:
 
 def build_report(records: Sequence[Mapping[str, Any]], provenance: Mapping[str, Any]) -> dict:
     return {"schema": SCHEMA_VERSION, "provenance": dict(provenance),
-            "records": [dict(r) for r in _sorted(records)]}
-
-
-def write_reports(directory: str | os.PathLike, report: Mapping[str, Any]) -> dict[str, Path]:
-    """Write ``report.json``, ``report.md`` and ``report.html`` into ``directory``."""
-    out = Path(directory)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out / "report.json", "md": out / "report.md", "html": out / "report.html"}
-    write_json(paths["json"], report)
-    write_text(paths["md"], render_markdown(report))
-    write_text(paths["html"], render_html(report, out))
-    return paths
+            "records": [dict(r) for r in sorted_records(records)]}
 
 
 def _read_json(path: str | os.PathLike, what: str) -> Any:
@@ -135,72 +124,6 @@ def load_report(path: str | os.PathLike) -> dict:
         raise ValueError(f"{path}: 'provenance' is not an object")
     report.setdefault("provenance", {})
     return report
-
-
-def _provenance_lines(prov: Mapping[str, Any]) -> list[tuple[str, str]]:
-    return [(k, str(v)) for k, v in prov.items()]
-
-
-def render_markdown(report: Mapping[str, Any]) -> str:
-    """A Markdown report for pull-request comments: provenance, then a table per paper."""
-    records = report["records"]
-    lines = ["# netclaims report", ""]
-    lines += [f"- **{k}**: {v}" for k, v in _provenance_lines(report["provenance"])]
-    for paper, title in papers(records).items():
-        rows = [r for r in records if r["paper"] == paper]
-        if not rows:
-            continue
-        lines += ["", f"## {paper}: {title}", "",
-                  tabulate(_rows(rows), HEADERS, tablefmt="github")]
-        notes = [r for r in _sorted(rows) if r["verdict"] != "PASS" and r.get("message")]
-        if notes:
-            lines += [""] + [f"- `{r['id']}` on `{r['arch']}`: {r['message']}" for r in notes]
-    return "\n".join(lines) + "\n"
-
-
-_CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:78em;color:#222}
-table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;padding:.3em .6em;
-text-align:left;font-size:.9em}th{background:#f3f3f3}.PASS{background:#d9f2d9}
-.FAIL{background:#f8d0d0}.INCONCLUSIVE{background:#fbecc4}.ERROR{background:#e6c8f0}
-.NA{background:#eee}figure{display:inline-block;margin:.5em;max-width:32em}
-figure img{max-width:100%}figcaption{font-size:.85em;color:#555}"""
-
-
-def _image(path: Path) -> str:
-    data = base64.b64encode(path.read_bytes()).decode()
-    return f'<img alt="{html.escape(path.name)}" src="data:image/png;base64,{data}">'
-
-
-def render_html(report: Mapping[str, Any], base: Path | None = None) -> str:
-    """A self-contained HTML page: provenance, a table per paper, every figure embedded as a
-    PNG data URI (no network)."""
-    esc = html.escape
-    parts = ["<!doctype html><html><head><meta charset='utf-8'><title>netclaims report</title>",
-             f"<style>{_CSS}</style></head><body><h1>netclaims report</h1><table>"]
-    parts += [f"<tr><th>{esc(k)}</th><td>{esc(v)}</td></tr>"
-              for k, v in _provenance_lines(report["provenance"])]
-    parts.append("</table>")
-    records = report["records"]
-    for paper, title in papers(records).items():
-        rows = [r for r in _sorted(records) if r["paper"] == paper]
-        if not rows:
-            continue
-        parts.append(f"<h2>{esc(paper)}: {esc(title)}</h2><table><tr>"
-                     + "".join(f"<th>{esc(h)}</th>" for h in HEADERS) + "</tr>")
-        for r, cells in zip(rows, _rows(rows), strict=True):
-            css = r["verdict"].replace("/", "")
-            title_attr = esc(f"{r.get('finding', '')} {r.get('message', '')}".strip())
-            parts.append(f"<tr class='{css}' title='{title_attr}'>"
-                         + "".join(f"<td>{esc(c)}</td>" for c in cells) + "</tr>")
-        parts.append("</table>")
-        for r in rows:
-            for fig in r.get("figures") or []:
-                path = Path(fig) if base is None or Path(fig).is_absolute() else base / fig
-                if path.exists():
-                    parts.append(f"<figure>{_image(path)}<figcaption>{esc(r['id'])} · "
-                                 f"{esc(r['arch'])} · {esc(path.stem)}</figcaption></figure>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
 
 
 # --------------------------------------------------------------------------- baselines
@@ -283,8 +206,9 @@ def compare_to_baseline(record: Mapping[str, Any], entry: Mapping[str, Any] | No
         return BaselineComparison()
     old, new = entry["verdict"], record["verdict"]
     if old != new:
-        change = (f"verdict changed: baseline {old} (estimate {_num(entry.get('estimate'))}), "
-                  f"now {new} (estimate {_num(record.get('estimate'))})")
+        change = (f"verdict changed: baseline {old} (estimate "
+                  f"{number_text(entry.get('estimate'))}), now {new} (estimate "
+                  f"{number_text(record.get('estimate'))})")
         one_step = (old in _VERDICT_STEPS and new in _VERDICT_STEPS
                     and abs(_VERDICT_STEPS[old] - _VERDICT_STEPS[new]) == 1)
         if same_numerics or not one_step:
@@ -304,7 +228,7 @@ def estimate_drift(record: Mapping[str, Any], entry: Mapping[str, Any] | None) -
         return None
     old, new, tol = entry.get("estimate"), record.get("estimate"), entry.get("tolerance")
     if old is not None and new is not None and tol is not None and abs(new - old) > tol:
-        return (f"estimate moved: baseline {_num(old)} ± {_num(tol)}, now {_num(new)} "
-                f"(difference {_num(new - old)})")
+        return (f"estimate moved: baseline {number_text(old)} ± {number_text(tol)}, now "
+                f"{number_text(new)} (difference {number_text(new - old)})")
     return None
 

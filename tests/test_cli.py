@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from netclaims.cli import main
-from netclaims.report import build_report, make_baseline, write_reports
+from netclaims.render import write_reports
+from netclaims.report import build_report, make_baseline
 from netclaims.store import Store
 from netclaims.train import RunSpec
 

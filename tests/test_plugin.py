@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+from html.parser import HTMLParser
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -122,12 +125,72 @@ def test_json_schema_and_markdown_html(claims_env):
                 "ci_high", "n", "p_value", "threshold", "verdict", "seconds", "figures"):
         assert key in record
     markdown, html = (folder / "report.md").read_text(), (folder / "report.html").read_text()
-    assert "| SD-1 " in markdown and "<table>" in html
+    assert "| [SD-1](#claim-sd-1) " in markdown and "<table" in html
     for record in report["records"]:  # the numbers the verdict carried, in every format
         assert (record["estimate"], record["ci_low"], record["ci_high"], record["p_value"]) \
             in ((-0.83, -0.95, -0.61, 0.01), (0.4, 0.1, 0.7, 0.01))
         text = estimate_text(record)
         assert text in markdown and text in html, text
+
+
+TWO_ARCHS = '''
+from netclaims.claims import claim
+from netclaims.stats import Estimate, Rule
+
+@claim("SD-1", finding="holds on the MLP only", rule=Rule("less"))
+def test_differs(arch):
+    if arch.name == "mlp":
+        return Estimate("rho", -0.8, -0.9, -0.6, 12, 0.01)
+    return Estimate("rho", 0.5, 0.2, 0.7, 12, 0.01)
+
+@claim("SD-2", finding="undecided everywhere", rule=Rule("greater"))
+def test_undecided(arch):
+    return Estimate("d", 0.1, -0.2, 0.4, 3, 0.4)
+'''
+
+
+class _Text(HTMLParser):
+    """The text of every element of a page, one string per element."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.texts: list[str] = []
+
+    def handle_data(self, data: str) -> None:
+        if data.strip():
+            self.texts.append(data.strip())
+
+
+def test_the_report_opens_with_the_matrix_and_shows_every_reason(claims_env):
+    claims_env.makepyfile(test_claims=TWO_ARCHS)
+    result = claims_env.runpytest("--netclaims-arch", "mlp", "--netclaims-arch", "convnet")
+    result.assert_outcomes(passed=1, failed=3)
+    result.stdout.fnmatch_lines([
+        "*verdicts per architecture*", "arch*PASS*FAIL*INCONCLUSIVE*ERROR*N/A*",
+        "mlp*1*0*1*0*0*", "convnet*0*1*1*0*0*",
+        "*claims × architectures*", "id*finding*mlp*convnet*",
+        "SD-1*holds on the MLP only*PASS -0.8 [[]-0.9, -0.6[]]*FAIL 0.5 [[]0.2, 0.7[]]*",
+        "SD-2*undecided everywhere*INCONC 0.1*INCONC 0.1*"])
+    folder = claims_env.path / "netclaims-report"
+    report = json.loads((folder / "report.json").read_text())
+    page = (folder / "report.html").read_text()
+    markdown = (folder / "report.md").read_text()
+    parser = _Text()
+    parser.feed(page)
+    reasons = {"the 95% CI lies against the prediction (needs CI < 0)",
+               "the 95% CI decides neither way (needs CI > 0)"}
+    for record in report["records"]:
+        assert record["finding"] in parser.texts  # as the text of an element, not a tooltip
+        assert record["source"].startswith("test_claims.py:")
+    assert reasons <= set(parser.texts)
+    assert all(reason in markdown for reason in reasons)
+    # the matrix comes first: counts, then claims × architectures, then the claims
+    assert page.index("Verdicts per architecture") < page.index("id='matrix'") \
+        < page.index("id='claim-sd-1'") < page.index("<summary>Provenance")
+    assert re.search(r"\| \[SD-1\]\(#claim-sd-1\) +\| holds on the MLP only +\| PASS -0.8 "
+                     r"\[-0.9, -0.6\] +\| FAIL 0.5 \[0.2, 0.7\] +\|", markdown)
+    assert '<a id="claim-sd-1"></a>' in markdown
+    assert "http" not in page.replace("http-equiv", "")  # self-contained
 
 
 def test_a_non_finite_estimate_is_an_error_that_fails(claims_env):
@@ -400,6 +463,53 @@ def test_prefetching(arch, prefetch_runs, train_runs, run_spec, store, netclaims
     for executor in ("process", "inline"):
         claims_env.runpytest("--netclaims-arch", "mlp", "--netclaims-executor",
                              executor).assert_outcomes(skipped=1)
+
+
+PREFETCH_AND_LEAVE = '''
+import time
+from pathlib import Path
+
+from netclaims.claims import claim
+from netclaims.stats import Estimate, Rule
+
+@claim("SD-1", finding="starts a long zoo it never reads", rule=Rule("greater"))
+def test_leaves(arch, prefetch_runs, store):
+    prefetch_runs(arch, [{"dataset": "digits", "width": 0.25, "epochs": 3000, "seed": s}
+                         for s in range(2)], readers=("SD-1",))
+    deadline = time.time() + 120
+    while len(list((store.path / "work").iterdir())) < 2 and time.time() < deadline:
+        time.sleep(0.05)  # both workers are training
+    return Estimate("x", 0.5, 0.4, 0.6, 3, 0.01)
+'''
+
+WORKERS_AT_SUMMARY = '''
+import os
+from pathlib import Path
+
+def _alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")  # a zombie no longer trains
+    return not (stat.exists() and stat.read_text().split(")")[-1].split()[0] == "Z")
+
+def pytest_terminal_summary(terminalreporter):
+    users = Path(os.environ["NETCLAIMS_STORE"]) / "locks" / "users"
+    pids = [int(p.name) for p in users.iterdir() if int(p.name) != os.getpid()]
+    alive = [pid for pid in pids if _alive(pid)]
+    terminalreporter.write_line(f"workers alive at the summary: {len(alive)} of {len(pids)}")
+'''
+
+
+@pytest.mark.skipif(not Path("/proc").exists(), reason="reads process states from /proc")
+def test_no_worker_trains_after_the_summary(claims_env):
+    claims_env.makeconftest(PAPERS + WORKERS_AT_SUMMARY)
+    claims_env.makepyfile(test_leave=PREFETCH_AND_LEAVE)
+    result = claims_env.runpytest_subprocess("--netclaims-arch", "mlp", "--netclaims-executor",
+                                             "process")
+    result.assert_outcomes(passed=1)
+    result.stdout.fnmatch_lines(["workers alive at the summary: 0 of 2"])
 
 
 def test_session_claims_are_the_selected_claims_and_architectures(claims_env):
