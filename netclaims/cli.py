@@ -1,5 +1,5 @@
-"""The ``netclaims`` command: ``inspect``, ``list``, ``report``, ``replication``, ``store ls``
-and ``store gc``."""
+"""The ``netclaims`` command: ``inspect``, ``list``, ``report``, ``compare``, ``replication``,
+``store ls`` and ``store gc``."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from netclaims._io import write_text
 from netclaims._usage import StoreBusyError
 from netclaims.claims import ClaimInfo
 from netclaims.cleanup import collect_garbage, kept_runs
+from netclaims.compare import compare_reports, compare_table
 from netclaims.preflight import CAPABILITIES, PreflightError, preflight
 from netclaims.render import render_html, render_markdown
 from netclaims.report import (
@@ -149,6 +150,16 @@ def cmd_replication(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Which verdicts and estimates moved from the first report to the second; exit code 1
+    with ``--fail-on-change`` when a verdict changed or a result is in one report only."""
+    changes = compare_reports(load_report(args.before), load_report(args.after))
+    print(compare_table(changes, everything=args.all,
+                        tablefmt="github" if args.markdown else "simple"))
+    changed = any(c.kind not in ("same", "moved") for c in changes)
+    return 1 if args.fail_on_change and changed else 0
+
+
 def cmd_store_ls(args: argparse.Namespace) -> int:
     store = Store(args.store)
     entries = list(iter_entries(store))
@@ -194,6 +205,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("path")
     p.add_argument("--out", help="folder to write into (default: beside the JSON)")
     p.set_defaults(fn=cmd_report)
+    p = sub.add_parser("compare", help="which verdicts and estimates moved between two "
+                                       "JSON reports")
+    p.add_argument("before", help="the first report.json (e.g. of the main branch)")
+    p.add_argument("after", help="the second report.json (e.g. of this change)")
+    p.add_argument("--all", action="store_true", help="list unchanged results too")
+    p.add_argument("--markdown", action="store_true", help="a Markdown table (for a pull "
+                                                           "request comment)")
+    p.add_argument("--fail-on-change", action="store_true",
+                   help="exit 1 when a verdict changed or a result is in one report only")
+    p.set_defaults(fn=cmd_compare)
     p = sub.add_parser("replication", help="the README's replication table from a report")
     p.add_argument("report")
     p.add_argument("--baseline", help="baseline whose reasons explain non-replications")

@@ -30,6 +30,7 @@ import netclaims.claims
 from netclaims import data as datasets
 from netclaims._io import write_text
 from netclaims.claims import DEFAULT_ARCHS, SCALES, ClaimInfo
+from netclaims.compare import compare_reports, compare_table
 from netclaims.health import diagnose
 from netclaims.numerics import describe, fingerprint_differences
 from netclaims.preflight import Architecture, NotApplicable, PreflightError, preflight
@@ -40,6 +41,7 @@ from netclaims.report import (
     build_report,
     compare_to_baseline,
     load_baseline,
+    load_report,
     make_baseline,
     terminal_table,
 )
@@ -72,6 +74,7 @@ class Settings:
     report_dir: Path
     baseline: Baseline | None
     save_baseline: Path | None
+    compare: dict | None
     inconclusive: str
     dataset: str = "mnist1d"
 
@@ -104,6 +107,9 @@ OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
     ("baseline", "string", {"metavar": "FILE", "help": "compare verdicts and estimates with "
                                                        "this baseline"}),
     ("save-baseline", "string", {"metavar": "FILE", "help": "write this run as a baseline"}),
+    ("compare", "string", {"metavar": "FILE", "help": "after the run, list which verdicts "
+                                                      "and estimates moved from this JSON "
+                                                      "report"}),
     ("inconclusive", "string", {"choices": ("fail", "pass"),
                                 "help": "outcome of INCONCLUSIVE claims (default: fail)"}),
 ]
@@ -152,6 +158,13 @@ def _settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"--netclaims-baseline {baseline_path} was recorded on task "
                                 f"{baseline.task!r}; this session trains on {task!r}: compare "
                                 "with a baseline recorded on the same task")
+    compare_path = _option(config, "compare")
+    compare = None
+    if compare_path:
+        try:
+            compare = load_report(compare_path)
+        except (OSError, ValueError) as err:
+            raise pytest.UsageError(f"--netclaims-compare {compare_path}: {err}") from err
     save = _option(config, "save-baseline")
     if save and Path(save).is_dir():
         raise pytest.UsageError(f"--netclaims-save-baseline {save} is a folder; name the "
@@ -167,7 +180,7 @@ def _settings(config: pytest.Config) -> Settings:
         store_path=_option(config, "store"), executor=executor,
         data_root=_option(config, "data-root"), archs=_option(config, "arch"),
         report_dir=root / (_option(config, "report") or "netclaims-report"),
-        baseline=baseline, save_baseline=Path(save) if save else None,
+        baseline=baseline, save_baseline=Path(save) if save else None, compare=compare,
         inconclusive=_option(config, "inconclusive") or "fail",
         dataset=task)
 
@@ -756,6 +769,10 @@ class Collector:
             for r in self.records:
                 if r.get("baseline_note"):
                     terminalreporter.write_line(f"  {r['id']} {r['arch']}: {r['baseline_note']}")
+        if settings.compare is not None and self.report is not None:
+            terminalreporter.write_sep("-", "compared with --netclaims-compare")
+            terminalreporter.write_line(compare_table(compare_reports(settings.compare,
+                                                                      self.report)))
         for kind, path in self.paths.items():
             terminalreporter.write_line(f"{kind}: {path}")
         if self.write_error is not None:

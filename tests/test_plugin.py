@@ -193,6 +193,23 @@ def test_the_report_opens_with_the_matrix_and_shows_every_reason(claims_env):
     assert "http" not in page.replace("http-equiv", "")  # self-contained
 
 
+def test_a_session_compares_itself_with_an_earlier_report(claims_env):
+    claims_env.makepyfile(test_claims=TWO_ARCHS)
+    claims_env.runpytest("--netclaims-arch", "mlp", "--netclaims-arch", "convnet")
+    earlier = json.loads((claims_env.path / "netclaims-report" / "report.json").read_text())
+    for record in earlier["records"]:
+        if record["id"] == "SD-2" and record["arch"] == "mlp":
+            record["verdict"] = "PASS"
+    (claims_env.path / "earlier.json").write_text(json.dumps(earlier))
+    result = claims_env.runpytest("--netclaims-arch", "mlp", "--netclaims-arch", "convnet",
+                                  "--netclaims-compare", "earlier.json")
+    result.stdout.fnmatch_lines(["*compared with --netclaims-compare*",
+                                 "SD-2*mlp*PASS*INCONCLUSIVE*verdict changed",
+                                 "4 results: 1 verdicts changed, 0 estimates moved*"])
+    bad = claims_env.runpytest("--netclaims-compare", "missing.json")
+    assert bad.ret == pytest.ExitCode.USAGE_ERROR
+
+
 def test_a_non_finite_estimate_is_an_error_that_fails(claims_env):
     claims_env.makepyfile(test_nan="""
 import math
