@@ -84,16 +84,13 @@ def claim(id: str, *, finding: str, rule: Rule, paper: str | None = None,
     :func:`paper`; by default the id's prefix), asserting ``finding`` under the
     pre-registered ``rule``, with the capabilities it needs of an architecture (see
     :data:`netclaims.preflight.CAPABILITIES`). The function returns what it measured; the
-    plugin judges it with ``rule``."""
+    plugin judges it with ``rule``. Whether the paper is declared is checked when pytest
+    collects the claim, not here: a process-pool worker imports a claims module (to unpickle
+    a function of it) without the suite's conftest."""
     if not isinstance(rule, Rule):
         raise TypeError(f"claim {id}: rule must be a netclaims.stats.Rule, got "
                         f"{type(rule).__name__}")
-    prefix = id.split("-")[0]
-    paper = paper or prefix
-    if paper not in PAPERS:
-        raise ValueError(f"claim {id}: unknown paper {paper!r}; declare it first with "
-                         f"netclaims.claims.paper({paper!r}, 'title') (declared: "
-                         f"{list(PAPERS)})")
+    paper = paper or id.split("-")[0]
     needs = frozenset(requires)
     unknown = needs - set(CAPABILITIES)
     if unknown:

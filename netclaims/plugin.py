@@ -339,6 +339,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     naming the missing capability. Under pytest-xdist (``--dist loadgroup``) claims of one
     paper and architecture share runs, so they are sent to the same worker; the store's
     locks train each run once whatever the distribution."""
+    undeclared = sorted({f"{info.id} ({info.paper})" for info in map(_claim_info, items)
+                         if info is not None and info.paper not in netclaims.claims.PAPERS})
+    if undeclared:
+        raise pytest.UsageError(
+            f"claims of undeclared papers: {', '.join(undeclared)}; declare each paper with "
+            "netclaims.claims.paper(PREFIX, 'title') in the claims' conftest.py (declared: "
+            f"{list(netclaims.claims.PAPERS)})")
     names = list(dict.fromkeys(n for n in map(_arch_name, items) if n is not None))
     settings = config.stash[SETTINGS]
     if names:  # found now, not after hours of training

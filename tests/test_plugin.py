@@ -210,6 +210,50 @@ def test_a_session_compares_itself_with_an_earlier_report(claims_env):
     assert bad.ret == pytest.ExitCode.USAGE_ERROR
 
 
+DERIVING_CLAIM = '''
+import torch
+
+from netclaims.claims import claim
+from netclaims.stats import Estimate, Rule
+
+
+def weight_sum(run):
+    """Pickled by reference: a pool worker imports this module, without the conftest."""
+    return run.derived("sum", {}, lambda: {"sum": sum(p.sum() for p in run.model.parameters())})
+
+
+@claim("SD-1", finding="measured in the worker that trained the run", rule=Rule("greater"))
+def test_derives(arch, train_runs):
+    runs = train_runs(arch, [{"dataset": "digits", "width": 0.25, "epochs": 6, "seed": s}
+                             for s in range(2)], derive=weight_sum)
+    assert all(torch.isfinite(weight_sum(run)["sum"]) for run in runs)
+    return Estimate("x", 0.5, 0.4, 0.6, 3, 0.01)
+'''
+
+
+def test_a_claims_module_is_importable_in_a_pool_worker(claims_env):
+    claims_env.makepyfile(test_derive=DERIVING_CLAIM)
+    result = claims_env.runpytest_subprocess("--netclaims-arch", "mlp", "--netclaims-executor",
+                                             "process")
+    result.assert_outcomes(passed=1)
+    assert "BrokenProcessPool" not in result.stdout.str()
+
+
+def test_a_claim_of_an_undeclared_paper_is_a_usage_error(claims_env):
+    claims_env.makepyfile(test_zz='''
+from netclaims.claims import claim
+from netclaims.stats import Estimate, Rule
+
+@claim("ZZ-1", finding="of no declared paper", rule=Rule("greater"))
+def test_zz():
+    return Estimate("x", 1.0, 0.5, 1.5, 3, 0.01)
+''')
+    result = claims_env.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*claims of undeclared papers: ZZ-1 (ZZ); declare each paper "
+                                 "with netclaims.claims.paper(PREFIX, 'title')*"])
+
+
 def test_a_non_finite_estimate_is_an_error_that_fails(claims_env):
     claims_env.makepyfile(test_nan="""
 import math
