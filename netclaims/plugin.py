@@ -10,11 +10,13 @@ report's ``user_properties``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import math
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -34,6 +36,7 @@ from netclaims.compare import compare_reports, compare_table
 from netclaims.health import diagnose
 from netclaims.numerics import describe, fingerprint_differences
 from netclaims.preflight import Architecture, NotApplicable, PreflightError, preflight
+from netclaims.progress import TrainingProgress
 from netclaims.render import terminal_matrix, write_reports
 from netclaims.report import (
     Baseline,
@@ -208,6 +211,7 @@ RUN_KEYS = pytest.StashKey[list]()
 UNHEALTHY = pytest.StashKey[dict]()
 DIAGNOSES = pytest.StashKey[dict[str, str | None]]()
 PAPER_MARKERS = pytest.StashKey[set[str]]()
+PROGRESS = pytest.StashKey[TrainingProgress]()
 _CURRENT: list[pytest.Item] = []
 
 
@@ -424,37 +428,43 @@ def arch(request: pytest.FixtureRequest) -> Architecture:
     return request.config.stash[ARCHITECTURES][request.param]
 
 
-class _Progress:
-    """One line when a run starts training and one when it is done (for a zoo trained by
-    worker processes, one per finished run), through the terminal reporter (so pytest's
-    output stays intact); silent in xdist workers."""
-
-    def __init__(self, config: pytest.Config) -> None:
-        self.reporter = None if _is_worker(config) else \
+def _progress(config: pytest.Config) -> TrainingProgress:
+    """The session's progress display (one per session), writing through the terminal
+    reporter with capture suspended, so that it shows without ``-s``; silent in xdist
+    workers (their output is not shown live)."""
+    if PROGRESS not in config.stash:
+        reporter = None if _is_worker(config) else \
             config.pluginmanager.get_plugin("terminalreporter")
-        self.started = 0.0
+        capture = config.pluginmanager.get_plugin("capturemanager")
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        if self.reporter is None:
-            return
-        if event["event"] == "run" and event["label"]:
-            self.reporter.write_line(f"[netclaims] zoo: run {event['done'] + 1}/"
-                                     f"{event['total']}: {event['label']}")
-            return
-        if event["event"] == "trained":
-            self.reporter.write_line(f"[netclaims] zoo: {event['done']}/{event['total']} "
-                                     f"trained: {event['label']}")
-            return
-        if event["event"] != "epoch":
-            return
-        if event["epoch"] == 1:
-            self.started = time.perf_counter() - event["seconds"]
-            self.reporter.write_line(f"[netclaims] training {event['label']} "
-                                     f"({event['epochs']} epochs)")
-        if event["epoch"] == event["epochs"]:
-            self.reporter.write_line(
-                f"[netclaims] trained {event['label']} in "
-                f"{time.perf_counter() - self.started:.1f}s: test_acc={event['test_acc']:.3f}")
+        def uncaptured(fn: Callable[..., None]) -> Callable[..., None]:
+            def call(*args: Any) -> None:
+                if reporter is None:
+                    return
+                with capture.global_and_fixture_disabled() if capture is not None \
+                        else contextlib.nullcontext():
+                    fn(*args)
+                    reporter.flush()
+            return call
+
+        live = reporter is not None and bool(reporter.isatty) and reporter.hasmarkup
+
+        def start_or_rewrite(line: str) -> None:
+            reporter.ensure_newline()  # leave pytest's "file.py ..." line intact
+            width = shutil.get_terminal_size().columns
+            reporter.rewrite(line if len(line) < width else line[:width - 2] + "…",
+                             erase=True)  # a wrapped line could not be rewritten
+
+        config.stash[PROGRESS] = TrainingProgress(
+            write=uncaptured(lambda line: reporter.write_line(line)),
+            rewrite=uncaptured(start_or_rewrite) if live else None,
+            end_line=uncaptured(lambda: reporter.write("\n")) if live else None)
+    progress = config.stash[PROGRESS]
+    item = _CURRENT[0] if _CURRENT else None
+    info = _claim_info(item) if item is not None else None
+    arch = _arch_name(item) if item is not None else None
+    progress.context = f"{info.id} on {arch}" if info is not None and arch else ""
+    return progress
 
 
 def _spec(settings: Settings, arch: Architecture | str, fields: dict[str, Any]) -> RunSpec:
@@ -476,11 +486,10 @@ def train_run(netclaims_settings: Settings, store: Store,
     """``train_run(arch, **spec_fields) -> Run``: one trained net, from the store or trained
     now (``dataset`` defaults to the scale's dataset; checkpoints through training via
     ``checkpoint_epochs`` / ``checkpoint_steps``)."""
-    progress = _Progress(pytestconfig)
-
     def make(arch: Architecture | str, **fields: Any) -> Run:
         spec = _spec(netclaims_settings, arch, fields)
-        run = store.run(spec, device=netclaims_settings.device, progress=progress)
+        run = store.run(spec, device=netclaims_settings.device,
+                        progress=_progress(pytestconfig))
         _note_runs([run])
         return run
     return make
@@ -496,13 +505,12 @@ def train_runs(netclaims_settings: Settings, store: Store,
     :meth:`netclaims.store.Store.runs`). The claim is judged on the health of the runs it
     reads: all of them, or with ``read=False`` (a fixture that trains more than one claim
     reads) only those later passed to :func:`read_runs`."""
-    progress = _Progress(pytestconfig)
-
     def make(arch: Architecture | str, variants: Sequence[dict[str, Any]],
              derive: Callable[[Run], Any] | None = None, *, read: bool = True) -> list[Run]:
         specs = [_spec(netclaims_settings, arch, v) for v in variants]
         runs = store.runs(specs, executor=netclaims_settings.executor,
-                          device=netclaims_settings.device, progress=progress, derive=derive)
+                          device=netclaims_settings.device,
+                          progress=_progress(pytestconfig), derive=derive)
         _note_runs(runs, read=read)
         return runs
     return make

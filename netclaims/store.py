@@ -315,7 +315,12 @@ class Store:
         pool worker, so that measuring one run overlaps with training the next. Its return
         value is dropped: the caller's own call then reads the cache. A derive that fails in a
         worker is left for that call to raise. The Ray executor does not derive (its workers
-        may not import the caller's module)."""
+        may not import the caller's module).
+
+        ``progress`` receives ``{"event": "zoo", "total", "stored"}`` when training starts,
+        ``{"event": "trained", "done", "total", "label"}`` as each run is done,
+        ``{"event": "zoo-done", "total"}`` at the end, and the epochs of runs trained
+        in-process (:func:`netclaims.train.train`)."""
         if executor not in EXECUTORS:
             raise ValueError(f"executor must be one of {EXECUTORS}, got {executor!r}")
         unique = list(dict.fromkeys(specs))
@@ -324,17 +329,19 @@ class Store:
         report = progress or (lambda _event: None)
         total = len(missing)
         if missing:
+            report({"event": "zoo", "total": total, "stored": len(unique) - total})
             if executor == "inline" or (total == 1 and missing[0].key not in self._pending):
-                for done, spec in enumerate(missing):
-                    report({"event": "run", "done": done, "total": total, "label": spec.label})
+                for done, spec in enumerate(missing, start=1):
                     run = self.run(spec, device=device, progress=progress)
                     if derive is not None:
                         derive(run)
+                    report({"event": "trained", "done": done, "total": total,
+                            "label": spec.label})
             elif executor == "process":
                 self._process_pool(missing, workers, device, report, derive)
             else:
                 self._ray(missing, workers, device, report)
-            report({"event": "run", "done": total, "total": total, "label": ""})
+            report({"event": "zoo-done", "total": total})
         found.update({s.key: self._verified(s) for s in missing})
         absent = [s.label for s in unique if found[s.key] is None]
         if absent:

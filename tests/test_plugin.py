@@ -237,6 +237,9 @@ def test_a_claims_module_is_importable_in_a_pool_worker(claims_env):
                                              "process")
     result.assert_outcomes(passed=1)
     assert "BrokenProcessPool" not in result.stdout.str()
+    # progress without -s, as plain lines in a log (the output is not a terminal)
+    result.stdout.fnmatch_lines(["[[]netclaims[]] SD-1 on mlp: training 2 runs",
+                                 "[[]netclaims[]] SD-1 on mlp: 2 runs trained in 0:*"])
 
 
 def test_a_claim_of_an_undeclared_paper_is_a_usage_error(claims_env):
@@ -407,8 +410,10 @@ def test_module_callable_architectures(claims_env):
                                   "--netclaims-arch", "plugin_nets:staged")
     result.assert_outcomes(passed=2)
     result.stdout.fnmatch_lines([
-        literal("[netclaims] training plugin_nets:plain/mnist1d epochs=8 (8 epochs)"),
-        "*[[]netclaims[]] trained plugin_nets:plain/mnist1d epochs=8 in *s: test_acc=*",
+        literal("[netclaims] SE-3 on plugin_nets:plain: training "
+                "plugin_nets:plain/mnist1d epochs=8 (8 epochs)"),
+        "*[[]netclaims[]] SE-3 on plugin_nets:plain: trained plugin_nets:plain/mnist1d "
+        "epochs=8 in *s: test_acc=*",
         "*STAGES plugin_nets:plain (('early', ('2',)), ('intermediate', ('4',)), "
         "('late', ('6',)))*",
         "*STAGES plugin_nets:staged (('early', ('2',)), ('late', ('4', '6')))*",

@@ -237,7 +237,8 @@ def test_process_executor_trains_a_small_zoo(tmp_path):
     events = []
     runs = store.runs(specs + specs[:1], executor="process", workers=2, progress=events.append)
     assert [r.spec for r in runs] == specs + specs[:1]
-    assert events[-1] == {"event": "run", "done": 3, "total": 3, "label": ""}
+    assert events[0] == {"event": "zoo", "total": 3, "stored": 0}
+    assert events[-1] == {"event": "zoo-done", "total": 3}
     trained = [e for e in events if e["event"] == "trained"]
     assert [e["done"] for e in trained] == [1, 2, 3]
     assert sorted(e["label"] for e in trained) == sorted(s.label for s in specs)
