@@ -248,6 +248,8 @@ def pytest_configure(config: pytest.Config) -> None:
     matplotlib.use("Agg")  # figures are files; never open a window
     config.addinivalue_line("markers", "netclaims_claim(info): a netclaims claim (set by "
                                        "netclaims.claims.claim)")
+    for name, text in KIND_MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
     # papers declared before the session (e.g. in claims/conftest.py); read from the module,
     # which owns the registry
     for prefix in list(netclaims.claims.PAPERS):
@@ -296,13 +298,25 @@ def _paper_marker(config: pytest.Config, prefix: str) -> str:
     return prefix
 
 
+KIND_MARKERS = {
+    "zoo": "claims that train a zoo of runs (train_runs, directly or through a fixture)",
+    "single_run": "claims that train single runs only (train_run)",
+    "no_training": "claims that train nothing",
+}
+
+
 def pytest_itemcollected(item: pytest.Item) -> None:
     """A claim is selected by its id (``-k SD-7`` or ``-k SD_7``: the test's name need not
-    repeat it) and by its paper's marker (``-m SD``)."""
+    repeat it), by its paper's marker (``-m SD``) and by what it trains (``-m zoo``,
+    ``-m single_run``, ``-m no_training``: from the fixtures it uses, directly or not)."""
     info = _claim_info(item)
     if info is not None:
         item.extra_keyword_matches.update({info.id, info.keyword})
         item.add_marker(_paper_marker(item.config, info.paper))
+        fixtures = set(getattr(item, "fixturenames", ()))
+        kind = "zoo" if "train_runs" in fixtures else \
+            "single_run" if "train_run" in fixtures else "no_training"
+        item.add_marker(kind)
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -673,3 +673,33 @@ def test_mine():
     listed = claims_env.runpytest("--markers")
     listed.stdout.fnmatch_lines(["@pytest.mark.SD: the claims of Reliance on single "
                                  "directions*"])
+    listed.stdout.fnmatch_lines(["@pytest.mark.zoo: claims that train a zoo*"])
+
+
+def test_claims_are_marked_by_what_they_train(claims_env):
+    claims_env.makepyfile(test_kinds="""
+import pytest
+from netclaims.claims import claim
+from netclaims.stats import Rule
+
+@pytest.fixture
+def my_zoo(train_runs):
+    return train_runs
+
+@claim("SD-1", finding="a zoo through a fixture", rule=Rule("greater"))
+def test_zoo(arch, my_zoo):
+    pass
+
+@claim("SD-2", finding="one run", rule=Rule("greater"))
+def test_single(arch, train_run):
+    pass
+
+@claim("SD-3", finding="nothing trained", rule=Rule("greater"))
+def test_none(arch):
+    pass
+""")
+    for marker, name in (("zoo", "test_zoo"), ("single_run", "test_single"),
+                         ("no_training", "test_none")):
+        result = claims_env.runpytest("--netclaims-arch", "mlp", "-m", marker, "--co", "-q",
+                                      "--strict-markers")
+        result.stdout.fnmatch_lines([f"*{name}*", "*1/3 tests collected (2 deselected)*"])
