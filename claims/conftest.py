@@ -9,11 +9,16 @@ import pytest
 from netclaims.claims import paper
 
 # declared here, before the session starts, so that each paper is a marker (-m SD)
-paper("FU", "Frivolous units (Casper et al. 2021)")
-paper("IC", "Intraclass clustering (Carbonnelle & De Vleeschouwer 2021)")
-paper("RD", "Training dynamics of representations")
-paper("SE", "Class selectivity in early epochs")
-paper("SD", "Reliance on single directions (Morcos et al. 2018)")
+paper("FU", "Frivolous units: wider networks are not really that wide (Casper, Boix et al. "
+             "2021)")
+paper("IC", "Intraclass clustering: an implicit learning ability that regularizes DNNs "
+            "(Carbonnelle & De Vleeschouwer, ICLR 2021)")
+paper("RD", "How does perfect fitting affect representation learning? On the training "
+            "dynamics of representations in deep neural networks (2021)")
+paper("SE", "Importance of class selectivity in early epochs of training (anonymous "
+            "submission, 2020)")
+paper("SD", "On the importance of single directions for generalization (Morcos et al., "
+            "ICLR 2018)")
 
 SMOKE_TRAIN_SIZE = 1000
 CHECKPOINTS = 8

@@ -8,7 +8,8 @@ it needs of an architecture. The body gets runs from fixtures, measures the stat
 it); the plugin judges it with the rule and turns the verdict into the pytest outcome and the
 report::
 
-    paper("SD", "Reliance on single directions (Morcos et al. 2018)")
+    paper("SD", "On the importance of single directions for generalization (Morcos et al., "
+          "ICLR 2018)")
 
     @claim("SD-7", finding="batch norm makes nets robust to ablation", rule=Rule("greater"))
     def test_SD_7(arch, sd_runs):
