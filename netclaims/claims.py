@@ -19,6 +19,8 @@ report::
 
 from __future__ import annotations
 
+import dataclasses
+import inspect
 import itertools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -68,6 +70,8 @@ class ClaimInfo:
     finding: str
     rule: Rule
     requires: frozenset[str] = frozenset()
+    summary: str = ""
+    """The first paragraph of the claim's docstring: what it measures, where in the paper."""
 
     @property
     def keyword(self) -> str:
@@ -100,8 +104,9 @@ def claim(id: str, *, finding: str, rule: Rule, paper: str | None = None,
     info = ClaimInfo(id, paper, finding, rule, needs)
 
     def mark(fn: Callable) -> Callable:
-        fn.netclaims_claim = info
-        return pytest.mark.netclaims_claim(info)(fn)
+        summary = " ".join((inspect.getdoc(fn) or "").split("\n\n")[0].split())
+        fn.netclaims_claim = described = dataclasses.replace(info, summary=summary)
+        return pytest.mark.netclaims_claim(described)(fn)
     return mark
 
 

@@ -665,6 +665,7 @@ def _record(item: pytest.Item, verdict: str, message: str, seconds: float = 0.0)
     arch = str(callspec.params.get("arch", "-")) if callspec is not None else "-"
     out: dict[str, Any] = {"id": info.id, "paper": info.paper,
                            "paper_title": info.paper_title, "finding": info.finding,
+                           "summary": info.summary,
                            "arch": arch, "scale": settings.scale, "verdict": verdict,
                            "message": message, "seconds": round(seconds, 3),
                            "nodeid": item.nodeid, "figures": item.stash.get(FIGURES, []),

@@ -117,34 +117,38 @@ def render_markdown(report: Mapping[str, Any]) -> str:
     """Markdown for pull-request comments: counts, the matrix, then each claim with its
     numbers and reasons per architecture and its figures; provenance folded at the end."""
     records, archs = report["records"], architectures(report)
+    rows = claim_rows(records)
     lines = ["# netclaims report", "", _headline(report), "",
              tabulate(counts(records, archs), ["arch", *OUTCOMES], tablefmt="github"), "",
              tabulate([[f"[{row['id']}](#{_anchor(row['id'])})", _md(row["finding"]),
                         *(_md(cell_text(row["cells"].get(a))) for a in archs)]
-                       for row in claim_rows(records)],
-                      ["claim", "finding", *archs], tablefmt="github")]
-    titles = papers(records)
-    for paper, title in titles.items():
+                       for row in rows], ["claim", "finding", *archs], tablefmt="github")]
+    for paper, title in papers(records).items():
         lines += ["", f"## {paper}: {title}"]
-        for row in (row for row in claim_rows(records) if row["paper"] == paper):
-            first = next(iter(row["cells"].values()))
-            lines += ["", f'<a id="{_anchor(row["id"])}"></a>', "",
-                      f"### {row['id']}: {row['finding']}", "",
-                      f"Statistic: {first.get('statistic') or '-'}; rule: "
-                      f"{first.get('threshold') or '-'}; source: `{first.get('source', '-')}`",
-                      "",
-                      tabulate([[a, r["verdict"], estimate_text(r), number_text(r.get("n")),
-                                 number_text(r.get("p_value")), _md(reason(r))]
-                                for a in archs if (r := row["cells"].get(a)) is not None],
-                               ["arch", "verdict", "estimate [95% CI]", "n", "p", "reason"],
-                               tablefmt="github")]
-            figures = [f for r in row["cells"].values() for f in r.get("figures") or []]
-            if figures:
-                lines += [""] + [f"![{Path(f).stem}]({f})" for f in figures]
+        for row in rows:
+            if row["paper"] == paper:
+                lines += _claim_markdown(row, archs)
     lines += ["", "<details><summary>Provenance</summary>", ""]
     lines += [f"- **{k}**: {_md(v)}" for k, v in report.get("provenance", {}).items()]
     lines += ["", "</details>"]
     return "\n".join(lines) + "\n"
+
+
+def _claim_markdown(row: Mapping[str, Any], archs: Sequence[str]) -> list[str]:
+    first = next(iter(row["cells"].values()))
+    lines = ["", f'<a id="{_anchor(row["id"])}"></a>', "",
+             f"### {row['id']}: {row['finding']}", ""]
+    if first.get("summary"):
+        lines += [_md(first["summary"]), ""]
+    lines += [f"Statistic: {first.get('statistic') or '-'}; rule: "
+              f"{first.get('threshold') or '-'}; source: `{first.get('source', '-')}`", "",
+              tabulate([[a, r["verdict"], estimate_text(r), number_text(r.get("n")),
+                         number_text(r.get("p_value")), _md(reason(r))]
+                        for a in archs if (r := row["cells"].get(a)) is not None],
+                       ["arch", "verdict", "estimate [95% CI]", "n", "p", "reason"],
+                       tablefmt="github")]
+    figures = [f for r in row["cells"].values() for f in r.get("figures") or []]
+    return lines + ([""] + [f"![{Path(f).stem}]({f})" for f in figures] if figures else [])
 
 
 def _anchor(claim_id: str) -> str:
@@ -242,7 +246,9 @@ def _claim_html(row: Mapping[str, Any], title: str, archs: Sequence[str],
         paper = f"<a href='{esc(first['paper_url'])}'>{paper}</a>"
     parts = [f"<section class='claim' id='{_anchor(row['id'])}' data-claim='{esc(row['id'])}' "
              f"data-paper='{esc(row['paper'])}'><h3>{esc(row['id'])}: "
-             f"{esc(row['finding'])}</h3><p class='meta'>paper: {paper} · statistic: "
+             f"{esc(row['finding'])}</h3>"
+             + (f"<p>{esc(first['summary'])}</p>" if first.get("summary") else "")
+             + f"<p class='meta'>paper: {paper} · statistic: "
              f"{esc(first.get('statistic') or '-')} · rule: "
              f"{esc(first.get('threshold') or '-')} · source: {source_html}</p>"
              "<table><tr><th>arch</th><th>verdict</th><th>estimate [95% CI]</th><th>n</th>"

@@ -139,6 +139,10 @@ from netclaims.stats import Estimate, Rule
 
 @claim("SD-1", finding="holds on the MLP only", rule=Rule("less"))
 def test_differs(arch):
+    """rho(x, y) < 0 (paper Fig. 2a).
+
+    Protocol details that stay in the source.
+    """
     if arch.name == "mlp":
         return Estimate("rho", -0.8, -0.9, -0.6, 12, 0.01)
     return Estimate("rho", 0.5, 0.2, 0.7, 12, 0.01)
@@ -183,6 +187,8 @@ def test_the_report_opens_with_the_matrix_and_shows_every_reason(claims_env):
         assert record["finding"] in parser.texts  # as the text of an element, not a tooltip
         assert record["source"].startswith("test_claims.py:")
     assert reasons <= set(parser.texts)
+    assert "rho(x, y) < 0 (paper Fig. 2a)." in parser.texts  # what is measured, where
+    assert "Protocol details" not in page
     assert all(reason in markdown for reason in reasons)
     # the matrix comes first: counts, then claims × architectures, then the claims
     assert page.index("Verdicts per architecture") < page.index("id='matrix'") \
