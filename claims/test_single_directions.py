@@ -125,13 +125,13 @@ def sd_runs(arch, train_runs, read_runs, seeds) -> Callable[[bool], list]:
 
 
 @pytest.fixture
-def zoo_runs(arch, train_runs, read_runs, run_spec, seeds,
-             small_task) -> Callable[[float], list]:
-    """``zoo_runs(lr_scale)``: the :func:`_lr_zoo` runs at one learning-rate scale."""
+def zoo_runs(arch, train_runs, run_spec, seeds, small_task) -> Callable[[float], list]:
+    """``zoo_runs(lr_scale)``: the :func:`_lr_zoo` runs at one learning-rate scale, not yet
+    read (a claim reads them with ``read_runs`` or ``keep_healthy``)."""
     def make(lr_scale: float) -> list:
         runs = train_runs(arch, *_lr_zoo(arch, seeds, small_task, run_spec), read=False)
         start = LR_SCALES.index(lr_scale) * len(seeds)
-        return read_runs(runs[start:start + len(seeds)])
+        return runs[start:start + len(seeds)]
     return make
 
 
@@ -363,12 +363,13 @@ def test_SD_2_memorizing_nets_more_noise_sensitive(arch, train_runs, seeds, smal
         small_task, save_figure)
 
 
-def _zoo(zoo_runs, arch) -> list[dict]:
+def _zoo(zoo_runs, keep_healthy, arch) -> list[dict]:
     """The SD-3/SD-5 zoo: seeds × learning rates, with each model's AUC and final
-    accuracies."""
+    accuracies. A model that did not train (e.g. the conv net at 3 × its learning rate) is
+    no member of a zoo of trained networks: it is left out and listed in the record."""
     zoo = []
     for lr_scale in LR_SCALES:
-        for run in zoo_runs(lr_scale):
+        for run in keep_healthy(zoo_runs(lr_scale)):
             last = run.history.iloc[-1]
             zoo.append({"lr": run.spec.lr, "seed": run.spec.seed, "auc": _curve(run, arch).auc,
                         "train_acc": float(last["train_acc"]),
@@ -390,7 +391,7 @@ def _zoo_figure(zoo: list[dict], x: str, xlabel: str, title: str):
 
 @claim("SD-3", finding="networks that generalize worse rely more on single directions",
        rule=Rule("less"), requires=["stages"])
-def test_SD_3_worse_generalization_more_reliance(arch, zoo_runs, save_figure):
+def test_SD_3_worse_generalization_more_reliance(arch, zoo_runs, keep_healthy, save_figure):
     """Spearman ρ(ablation AUC, generalization error) < 0 (paper Fig. 3).
 
     Scaled protocol: a zoo of identical topology and data (the small task, true labels, the
@@ -400,7 +401,7 @@ def test_SD_3_worse_generalization_more_reliance(arch, zoo_runs, save_figure):
     accuracy − test accuracy; AUC of the SD-7 ablation curve (500 test samples, 5
     orderings). ρ over the models.
     """
-    zoo = _zoo(zoo_runs, arch)
+    zoo = _zoo(zoo_runs, keep_healthy, arch)
     for m in zoo:
         m["gen_error"] = m["train_acc"] - m["test_acc"]
     save_figure(_zoo_figure(zoo, "gen_error", "generalization error (train − test acc.)",
@@ -427,7 +428,7 @@ def _hit_rate(auc: np.ndarray, accuracy: np.ndarray, *, subsets: int = 1000,
 
 @claim("SD-5", finding="ablation AUC selects hyperparameters",
        rule=Rule("greater", min_effect=0.5, also=(HIT_RATE_ABOVE_CHANCE,)), requires=["stages"])
-def test_SD_5_auc_selects_hyperparameters(arch, zoo_runs, save_figure):
+def test_SD_5_auc_selects_hyperparameters(arch, zoo_runs, keep_healthy, save_figure):
     """Spearman ρ(ablation AUC, test accuracy) > 0, ρ ≥ 0.5, and the best-AUC model of a
     random quarter of the zoo lands in its top 10% by test accuracy more often than chance
     (paper Fig. 4c: ρ = 0.914 over 192 CIFAR-10 models of 96 hyperparameter settings).
@@ -436,7 +437,7 @@ def test_SD_5_auc_selects_hyperparameters(arch, zoo_runs, save_figure):
     quarter of the zoo (at least 2 models). The verdict is the rule on ρ; a hit rate at or
     below chance turns a PASS into INCONCLUSIVE (the rule's second condition).
     """
-    zoo = _zoo(zoo_runs, arch)
+    zoo = _zoo(zoo_runs, keep_healthy, arch)
     auc = np.array([m["auc"] for m in zoo])
     accuracy = np.array([m["test_acc"] for m in zoo])
     rate, chance = _hit_rate(auc, accuracy)
@@ -449,7 +450,7 @@ def test_SD_5_auc_selects_hyperparameters(arch, zoo_runs, save_figure):
 
 @claim("SD-4", finding="over training, ablation AUC and test loss are negatively correlated",
        rule=Rule("less", min_effect=-0.4), requires=["stages"])
-def test_SD_4_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
+def test_SD_4_auc_tracks_test_loss_over_training(arch, zoo_runs, read_runs, save_figure):
     """Spearman ρ(ablation AUC, test loss) over checkpoints < 0, ρ ≤ −0.4 (paper Fig. 4a-b:
     ρ = −0.728 for an MNIST MLP).
 
@@ -460,7 +461,7 @@ def test_SD_4_auc_tracks_test_loss_over_training(arch, zoo_runs, save_figure):
     ρ over seeds with a CI over seeds.
     """
     samples, traces = [], []
-    for run in zoo_runs(1.0):
+    for run in read_runs(zoo_runs(1.0)):
         history = run.history.set_index("epoch")
         epochs = [e for e in run.spec.checkpoint_epochs
                   if above_chance(run.checkpoint(e), *_eval_set(run))]

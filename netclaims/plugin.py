@@ -209,6 +209,7 @@ FIGURES = pytest.StashKey[list]()
 SETUP_SECONDS = pytest.StashKey[float]()
 RUN_KEYS = pytest.StashKey[list]()
 UNHEALTHY = pytest.StashKey[dict]()
+EXCLUDED = pytest.StashKey[dict]()
 DIAGNOSES = pytest.StashKey[dict[str, str | None]]()
 PAPER_MARKERS = pytest.StashKey[set[str]]()
 PROGRESS = pytest.StashKey[TrainingProgress]()
@@ -229,13 +230,19 @@ def _note_runs(runs: Sequence[Run], *, read: bool = True) -> None:
         if not read:
             return
         unhealthy = item.stash.setdefault(UNHEALTHY, {})
-        diagnoses = item.config.stash.setdefault(DIAGNOSES, {})  # one diagnosis per run
         for run in runs:
-            key = run.spec.key
-            if key not in diagnoses:
-                diagnoses[key] = diagnose(run)
-            if diagnoses[key] is not None:
-                unhealthy[key] = f"{run.spec.label}: {diagnoses[key]}"
+            problem = _diagnosis(item.config, run)
+            if problem is not None:
+                unhealthy[run.spec.key] = f"{run.spec.label}: {problem}"
+
+
+def _diagnosis(config: pytest.Config, run: Run) -> str | None:
+    """Why ``run`` is not evidence, or None (:func:`netclaims.health.diagnose`, once per run
+    and session)."""
+    diagnoses = config.stash.setdefault(DIAGNOSES, {})
+    if run.spec.key not in diagnoses:
+        diagnoses[run.spec.key] = diagnose(run)
+    return diagnoses[run.spec.key]
 
 
 def _is_worker(config: pytest.Config) -> bool:
@@ -541,6 +548,27 @@ def read_runs() -> Callable[[Sequence[Run]], Sequence[Run]]:
 
 
 @pytest.fixture(scope="session")
+def keep_healthy(pytestconfig: pytest.Config) -> Callable[[Sequence[Run]], list[Run]]:
+    """``keep_healthy(runs) -> runs``: the runs that trained, read by the running claim; the
+    others are left out of its evidence and listed in its record (``excluded_runs``) and
+    report. For zoos whose members are interchangeable samples of a design (a model that
+    did not train is no data point), as the papers leave out such configurations (the
+    intraclass-clustering paper: the VGG variants that could not reach ~100% training
+    accuracy). Where every condition is needed, read all runs instead: one that did not
+    train makes the claim INCONCLUSIVE."""
+    def keep(runs: Sequence[Run]) -> list[Run]:
+        healthy = [run for run in runs if _diagnosis(pytestconfig, run) is None]
+        if _CURRENT:
+            excluded = _CURRENT[0].stash.setdefault(EXCLUDED, {})
+            excluded.update({run.spec.key: f"{run.spec.label}: "
+                                           f"{_diagnosis(pytestconfig, run)}"
+                             for run in runs if run not in healthy})
+        _note_runs(healthy)
+        return healthy
+    return keep
+
+
+@pytest.fixture(scope="session")
 def session_claims(request: pytest.FixtureRequest) -> frozenset[tuple[str, str]]:
     """``(claim id, architecture)`` of every claim this session runs (after ``-k`` and
     other deselection), so that a fixture starts only the zoos some claim will read."""
@@ -675,6 +703,8 @@ def _record(item: pytest.Item, verdict: str, message: str, seconds: float = 0.0)
         out["baseline_note"] = item.stash[BASELINE_NOTE]
     if BASELINE_REASON in item.stash:
         out["baseline_reason"] = item.stash[BASELINE_REASON]
+    if item.stash.get(EXCLUDED, None):
+        out["excluded_runs"] = sorted(item.stash[EXCLUDED].values())
     v = item.stash.get(VERDICT, None)
     if v is not None:
         def number(x: float) -> float | None:

@@ -68,6 +68,17 @@ def reason(record: Record) -> str:
     return str(record.get("message", "")).removeprefix("not applicable: ")
 
 
+def exclusions(row: Mapping[str, Any], archs: Sequence[str]) -> list[str]:
+    """Per architecture, the runs a claim left out of its evidence (they did not train)."""
+    notes = []
+    for arch in archs:
+        left_out = (row["cells"].get(arch) or {}).get("excluded_runs") or []
+        if left_out:
+            notes.append(f"{arch}: {len(left_out)} run(s) left out, they did not train: "
+                         + "; ".join(left_out))
+    return notes
+
+
 def cell_text(record: Record | None, *, short: bool = False) -> str:
     """``PASS 0.048 [0.03, 0.069]``, or the bare verdict when there is no estimate;
     ``short``: INCONCLUSIVE as INCONC (for terminal widths)."""
@@ -147,6 +158,7 @@ def _claim_markdown(row: Mapping[str, Any], archs: Sequence[str]) -> list[str]:
                         for a in archs if (r := row["cells"].get(a)) is not None],
                        ["arch", "verdict", "estimate [95% CI]", "n", "p", "reason"],
                        tablefmt="github")]
+    lines += [""] + [f"*{_md(note)}*" for note in exclusions(row, archs)]
     figures = [f for r in row["cells"].values() for f in r.get("figures") or []]
     return lines + ([""] + [f"![{Path(f).stem}]({f})" for f in figures] if figures else [])
 
@@ -268,7 +280,9 @@ def _claim_html(row: Mapping[str, Any], title: str, archs: Sequence[str],
                 figures.append(f"<figure data-arch='{esc(arch)}'>{_image(path)}<figcaption>"
                                f"{esc(row['id'])} · {esc(arch)} · {esc(path.stem)}"
                                "</figcaption></figure>")
-    parts.append("</table>" + "".join(figures) + "</section>")
+    parts.append("</table>" + "".join(f"<p class='meta'>{esc(note)}</p>"
+                                      for note in exclusions(row, archs))
+                 + "".join(figures) + "</section>")
     return "".join(parts)
 
 

@@ -263,6 +263,35 @@ def test_zz():
                                  "with netclaims.claims.paper(PREFIX, 'title')*"])
 
 
+KEEP_HEALTHY = '''
+from netclaims.claims import claim
+from netclaims.stats import Estimate, Rule
+
+@claim("SD-1", finding="a zoo of trained nets", rule=Rule("greater"))
+def test_zoo(arch, train_runs, keep_healthy):
+    fields = [{"dataset": "digits", "width": 0.25, "epochs": 6, "seed": s} for s in (0, 1)]
+    fields.append({"dataset": "digits", "width": 0.25, "epochs": 1, "lr": 1e-7, "seed": 2})
+    runs = train_runs(arch, fields, read=False)
+    kept = keep_healthy(runs)
+    assert [run.spec.seed for run in kept] == [0, 1]
+    return Estimate("x", 0.5, 0.4, 0.6, len(kept), 0.01)
+'''
+
+
+def test_a_zoo_leaves_out_the_runs_that_did_not_train_and_says_so(claims_env):
+    claims_env.makepyfile(test_zoo=KEEP_HEALTHY)
+    result = claims_env.runpytest("--netclaims-arch", "mlp", "--netclaims-executor", "inline")
+    result.assert_outcomes(passed=1)  # evidence from the runs that trained, not INCONCLUSIVE
+    folder = claims_env.path / "netclaims-report"
+    (record,) = json.loads((folder / "report.json").read_text())["records"]
+    (left_out,) = record["excluded_runs"]
+    assert left_out.startswith("mlp/digits") and "seed=2" in left_out and "did not train" in \
+        left_out
+    assert len(record["runs"]) == 3  # all three are the record's (store gc keeps them)
+    for page in ("report.html", "report.md"):
+        assert "mlp: 1 run(s) left out, they did not train" in (folder / page).read_text()
+
+
 def test_a_non_finite_estimate_is_an_error_that_fails(claims_env):
     claims_env.makepyfile(test_nan="""
 import math
