@@ -738,3 +738,17 @@ def test_none(arch):
         result = claims_env.runpytest("--netclaims-arch", "mlp", "-m", marker, "--co", "-q",
                                       "--strict-markers")
         result.stdout.fnmatch_lines([f"*{name}*", "*1/3 tests collected (2 deselected)*"])
+
+
+def test_the_suite_selects_a_paper_by_its_marker():
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    out = subprocess.run([sys.executable, "-m", "pytest", "claims/", "-m", "SD", "--co", "-q",
+                          "--strict-markers", "-p", "no:cacheprovider"], cwd=root,
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    ids = [line for line in out.stdout.splitlines() if "::" in line]
+    assert ids and all("test_single_directions.py::test_SD_" in line for line in ids)
+    assert len(ids) == 16 * 3  # SD-1 … SD-16 on the three default architectures
