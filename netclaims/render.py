@@ -68,14 +68,15 @@ def reason(record: Record) -> str:
     return str(record.get("message", "")).removeprefix("not applicable: ")
 
 
-def exclusions(row: Mapping[str, Any], archs: Sequence[str]) -> list[str]:
-    """Per architecture, the runs a claim left out of its evidence (they did not train)."""
+def exclusions(row: Mapping[str, Any], archs: Sequence[str]) -> list[tuple[str, str]]:
+    """``(arch, note)`` for each architecture on which a claim left runs out of its evidence
+    (they did not train)."""
     notes = []
     for arch in archs:
         left_out = (row["cells"].get(arch) or {}).get("excluded_runs") or []
         if left_out:
-            notes.append(f"{arch}: {len(left_out)} run(s) left out, they did not train: "
-                         + "; ".join(left_out))
+            notes.append((arch, f"{arch}: {len(left_out)} run(s) left out, they did not "
+                                f"train: " + "; ".join(left_out)))
     return notes
 
 
@@ -158,7 +159,7 @@ def _claim_markdown(row: Mapping[str, Any], archs: Sequence[str]) -> list[str]:
                         for a in archs if (r := row["cells"].get(a)) is not None],
                        ["arch", "verdict", "estimate [95% CI]", "n", "p", "reason"],
                        tablefmt="github")]
-    lines += [""] + [f"*{_md(note)}*" for note in exclusions(row, archs)]
+    lines += [""] + [f"*{_md(note)}*" for _, note in exclusions(row, archs)]
     figures = [f for r in row["cells"].values() for f in r.get("figures") or []]
     return lines + ([""] + [f"![{Path(f).stem}]({f})" for f in figures] if figures else [])
 
@@ -175,12 +176,12 @@ table{border-collapse:collapse;margin:.6em 0}td,th{border:1px solid #ccc;padding
 text-align:left;font-size:.9em;vertical-align:top}th{background:#f3f3f3}
 .PASS{background:#d9f2d9}.FAIL{background:#f8d0d0}.INCONCLUSIVE{background:#fbecc4}
 .ERROR{background:#e6c8f0}.NA{background:#eee}.finding{max-width:34em}
-section.claim{border-top:1px solid #ddd;margin-top:1.2em;padding-top:.4em}
+section.claim{border-top:1px solid #ddd;margin-top:1.2em;padding-top:.4em;scroll-margin-top:4em}
 .meta{color:#555;font-size:.9em}.reason{max-width:48em}
 figure{display:inline-block;margin:.5em;max-width:30em;vertical-align:top}
 figure img{max-width:100%}figcaption{font-size:.85em;color:#555}
 #filters{position:sticky;top:0;background:#fff;padding:.4em 0;border-bottom:1px solid #ddd}
-#filters label{margin-right:.8em}"""
+#filters label{margin-right:.8em}[hidden]{display:none!important}"""
 
 _SCRIPT = """function applyFilters(){
  const paper=document.getElementById('f-paper').value;
@@ -280,8 +281,9 @@ def _claim_html(row: Mapping[str, Any], title: str, archs: Sequence[str],
                 figures.append(f"<figure data-arch='{esc(arch)}'>{_image(path)}<figcaption>"
                                f"{esc(row['id'])} · {esc(arch)} · {esc(path.stem)}"
                                "</figcaption></figure>")
-    parts.append("</table>" + "".join(f"<p class='meta'>{esc(note)}</p>"
-                                      for note in exclusions(row, archs))
+    notes = [f"<p class='meta' data-arch='{esc(arch)}'>{esc(note)}</p>"
+             for arch, note in exclusions(row, archs)]
+    parts.append("</table>" + "".join(notes)
                  + "".join(figures) + "</section>")
     return "".join(parts)
 
