@@ -5,9 +5,12 @@ PyTorch's CPU kernels (ATen), MKL's GEMM and oneDNN pick their code path by the 
 set the processor offers; AVX-512 and AVX2 paths sum in different orders, and training
 amplifies the last-bit differences into different models. Capping all three at AVX2 removes
 that one source of difference between x86-64 machines, at a small cost on AVX-512 machines.
-The caps are read lazily by each library, at its first kernel call, so setting them when
-netclaims is imported works even after ``import torch``; values already in the environment are
-kept, and ``NETCLAIMS_NATIVE_CPU=1`` leaves the libraries to choose.
+The caps are read lazily by each library, at its first kernel call; the trainer
+(:mod:`netclaims.train`, hence the store) and the pytest plugin set them when imported, which
+works even after ``import torch`` as long as no kernel has run yet (a notebook that wants the
+suite's numerics imports ``netclaims.train`` before computing anything). Importing the metrics
+alone changes nothing. Values already in the environment are kept, and
+``NETCLAIMS_NATIVE_CPU=1`` leaves the libraries to choose.
 
 The caps do not make every machine agree: MKL and oneDNN also choose kernels by vendor, model
 and cache sizes, and package versions change kernels and data generation. Measured: the MLP's

@@ -34,7 +34,7 @@ from netclaims._io import write_text
 from netclaims.claims import DEFAULT_ARCHS, SCALES, ClaimInfo
 from netclaims.compare import compare_reports, compare_table
 from netclaims.health import diagnose
-from netclaims.numerics import describe, fingerprint_differences
+from netclaims.numerics import describe, fingerprint_differences, pin_cpu_numerics
 from netclaims.preflight import Architecture, NotApplicable, PreflightError, preflight
 from netclaims.progress import TrainingProgress
 from netclaims.render import terminal_matrix, write_reports
@@ -59,6 +59,8 @@ from netclaims.store import (
 )
 from netclaims.store import default_path as default_store_path
 from netclaims.train import RunSpec
+
+pin_cpu_numerics()  # before any kernel of the session runs (see netclaims.numerics)
 
 RECORD = "netclaims_record"
 
@@ -147,8 +149,8 @@ def _settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"netclaims_seeds must be a whole number of seeds, got "
                                 f"{raw!r}") from None
     if seeds < minimum:
-        raise pytest.UsageError(f"{scale} scale needs at least {minimum} seeds (CLAIMS.md), "
-                                f"got --netclaims-seeds {seeds}")
+        raise pytest.UsageError(f"{scale} scale needs at least {minimum} seeds "
+                                f"(docs/statistics.md), got --netclaims-seeds {seeds}")
     baseline_path = _option(config, "baseline")
     baseline = None
     if baseline_path:

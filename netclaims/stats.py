@@ -1,4 +1,4 @@
-"""Effect sizes, confidence intervals, p-values and the verdict rule of ``CLAIMS.md``.
+"""Effect sizes, confidence intervals, p-values and the claims' verdict rule (docs/statistics.md).
 
 Every effect comes as an :class:`Estimate` (value, 95% CI, n, p-value and how each was
 obtained), with intervals valid at the few seeds a claim has (Student t over seeds, Fisher z

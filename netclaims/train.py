@@ -37,7 +37,10 @@ from netclaims._io import (
 )
 from netclaims.data.augment import AUGMENTATIONS, augment, default_augmentation
 from netclaims.metrics.selectivity import mean_class_selectivity
+from netclaims.numerics import pin_cpu_numerics
 from netclaims.units import Recorder
+
+pin_cpu_numerics()  # before any kernel runs: training is what must be reproducible
 
 SPEC_FORMAT = 1
 """Bumped when the trainer's semantics change, so old store entries are not reused."""

@@ -1,4 +1,4 @@
-"""CKA: invariances (CLAIMS.md), numerical pitfalls (REFERENCE.md), estimator agreement."""
+"""CKA: invariances, numerical pitfalls (docs/library.md), estimator agreement."""
 
 from __future__ import annotations
 

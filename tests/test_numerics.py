@@ -19,9 +19,11 @@ from netclaims.numerics import (
 X86 = os.uname().machine.lower() in {"x86_64", "amd64"}
 
 PROBE = """
-import os, torch, netclaims
+import os, torch, netclaims.metrics
+untouched = os.environ.get("ATEN_CPU_CAPABILITY")
+import netclaims.train
 print(os.environ.get("ATEN_CPU_CAPABILITY"), os.environ.get("MKL_CBWR"),
-      torch.backends.cpu.get_cpu_capability())
+      torch.backends.cpu.get_cpu_capability(), untouched)
 """
 
 
@@ -34,15 +36,16 @@ def _probe(**env: str) -> list[str]:
 
 
 @pytest.mark.skipif(not X86, reason="the caps are x86-64 instruction sets")
-def test_import_caps_kernels_at_avx2_even_after_torch():
-    aten, mkl, capability = _probe()
+def test_the_trainer_caps_kernels_at_avx2_even_after_torch_and_the_metrics_do_not():
+    aten, mkl, capability, after_metrics = _probe()
+    assert after_metrics == "None"  # a notebook that only wants linear_cka is left alone
     assert (aten, mkl) == ("avx2", "AVX2")
     assert capability in {"AVX2", "DEFAULT"}  # DEFAULT only on a machine without AVX2
 
 
 def test_user_choice_and_opt_out_are_kept():
     assert _probe(ATEN_CPU_CAPABILITY="default")[0] == "default"
-    aten, mkl, _ = _probe(NETCLAIMS_NATIVE_CPU="1")
+    aten, mkl, *_ = _probe(NETCLAIMS_NATIVE_CPU="1")
     assert (aten, mkl) == ("None", "None")
 
 

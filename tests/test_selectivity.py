@@ -51,7 +51,7 @@ def test_si_invariant_to_positive_scaling_and_relabelling(data, scale, draw):
 
 
 def test_si_zero_when_class_means_equal_uses_means_not_sums():
-    # 3 samples of class 0 and 1 of class 1, all activations 1: SI must be 0 (REFERENCE.md)
+    # 3 samples of class 0 and 1 of class 1, all activations 1: SI must be 0 (class means, not sums)
     a = torch.ones(4, 1)
     assert class_selectivity(a, [0, 0, 0, 1]).item() == 0.0
 

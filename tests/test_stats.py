@@ -1,4 +1,4 @@
-"""Effect sizes, CIs, p-values and the CLAIMS.md decision rule."""
+"""Effect sizes, CIs, p-values and the claims' decision rule."""
 
 from __future__ import annotations
 

@@ -198,7 +198,7 @@ def test_needs_batchnorm(arch, bn_runs):
 
 def _readme_claim() -> str:
     readme = (Path(__file__).parents[1] / "README.md").read_text()
-    section = readme.split("### Writing a claim", 1)[1]
+    section = readme.split("## Writing a claim", 1)[1]
     return section.split("```python\n", 1)[1].split("```", 1)[0]
 
 

@@ -1,6 +1,6 @@
 """Metrics as pure functions of tensors (and, for ablation-type metrics, of a model and its
-inputs). Each docstring gives the formula, the paper and the estimator; REFERENCE.md has the
-definitions these follow."""
+inputs). Each docstring gives the formula, the paper and the estimator; docs/library.md lists the
+numerical choices behind them."""
 
 from netclaims.metrics.ablation import (
     Curve,

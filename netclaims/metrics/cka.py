@@ -1,7 +1,7 @@
 """Centered kernel alignment (Kornblith et al. 2019) and its minibatch estimator (Nguyen et al.
 2021).
 
-Numerical rules (REFERENCE.md): features are centered in float64 before any Gram matrix or
+Numerical rules (docs/library.md): features are centered in float64 before any Gram matrix or
 cross-product is formed, whatever the input dtype, so adding a large constant to float32 or
 bfloat16 features changes nothing; HSIC is accumulated in float64; results are never clamped
 (debiased CKA can be negative); a constant representation raises instead of giving a number.
