@@ -351,7 +351,8 @@ def test_derived_results_are_cached_beside_the_run(tmp_path):
     assert len(calls) == 2
     for cached in (tmp_path / "derived" / run.spec.key).glob("thing-*.safetensors"):
         cached.write_bytes(b"garbage")
-    assert torch.equal(run.derived("thing", {"k": 1}, compute)["value"], torch.arange(3.0))
+    with pytest.warns(UserWarning, match="derived result .* is damaged"):
+        assert torch.equal(run.derived("thing", {"k": 1}, compute)["value"], torch.arange(3.0))
     assert len(calls) == 3
     with pytest.raises(TypeError, match="dict of tensors"):
         run.derived("bad", {}, lambda: [1, 2])
