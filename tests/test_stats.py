@@ -277,3 +277,66 @@ def test_an_unstable_jackknife_is_not_bias_corrected():
     assert est.ci_low <= est.value <= est.ci_high and "bias > se" in est.method
     smooth = stats.jackknife(lambda i: float(np.array([1.0, 1.2, 0.9])[i].mean()), 3, name="m")
     assert "bias > se" not in smooth.method
+
+
+# ----------------------------------------------------------------- paths a mutation run found
+
+
+def test_mean_correlation_monte_carlo_p_agrees_with_the_exact_p(monkeypatch):
+    rng = np.random.default_rng(3)
+    samples = [(np.arange(5.0), rng.permutation(5) + 0.3 * np.arange(5)) for _ in range(2)]
+    exact = stats.mean_correlation(samples)
+    monkeypatch.setattr(stats, "EXACT_PERMUTATIONS", 0)  # force the seeded resamples
+    sampled = stats.mean_correlation(samples, n_resamples=4000)
+    assert 0.05 < exact.p_value < 0.95
+    assert 0 < sampled.p_value <= 1 and abs(sampled.p_value - exact.p_value) < 0.04
+
+
+def test_pearson_interval_is_fisher_z_with_se_one_over_root_n_minus_3():
+    x = np.arange(12.0)
+    y = x + np.random.default_rng(0).normal(0, 3, 12)
+    est = stats.correlation(x, y, method="pearson", n_resamples=99)
+    z, half = math.atanh(est.value), 1.959963984540054 / math.sqrt(12 - 3)
+    assert est.ci_low == pytest.approx(math.tanh(z - half))
+    assert est.ci_high == pytest.approx(math.tanh(z + half))
+
+
+def test_kendall_needs_five_pairs_for_its_interval():
+    with pytest.raises(ValueError, match="at least 5"):
+        stats.correlation([1, 2, 3, 4], [1, 3, 2, 4], method="kendall")
+
+
+def test_an_unstable_jackknife_spans_the_t_interval_around_the_plain_value():
+    ratios = np.array([1.55, 0.08, -0.84])  # 1/mean near 0/0: bias (6.7) larger than se (3.2)
+    est = stats.jackknife(lambda idx: 1.0 / ratios[idx].mean(), 3, name="1/mean")
+    loo = np.array([1.0 / np.delete(ratios, i).mean() for i in range(3)])
+    se = math.sqrt(2 / 3 * ((loo - loo.mean()) ** 2).sum())
+    t = stats_t_quantile(2)
+    value = 1.0 / ratios.mean()
+    centre = 3 * value - 2 * loo.mean()
+    assert abs(centre - value) > se  # unstable: the interval spans both centres
+    assert est.ci_low == pytest.approx(min(centre, value) - t * se)
+    assert est.ci_high == pytest.approx(max(centre, value) + t * se)
+
+
+def stats_t_quantile(df: int) -> float:
+    from scipy import stats as sps
+
+    return float(sps.t.ppf(0.975, df))
+
+
+def test_granulated_tau_interval_is_the_percentile_of_group_resamples():
+    import pandas as pd
+
+    from netclaims.metrics import group_taus
+
+    rng = np.random.default_rng(0)
+    rows = [{"a": a, "b": b, "c": c, "m": rng.normal(), "acc": rng.normal()}
+            for a in (0, 1) for b in (0, 1) for c in range(4)]
+    frame = pd.DataFrame(rows)
+    est = stats.granulated_tau(frame, "m", "acc", ["a", "b"], n_resamples=999)
+    taus = {k: np.array(v) for k, v in group_taus(frame, "m", "acc", ["a", "b"]).items() if v}
+    draw_rng = np.random.default_rng(0)
+    picks = {k: draw_rng.integers(0, t.size, (999, t.size)) for k, t in taus.items()}
+    draws = np.mean([taus[k][picks[k]].mean(axis=1) for k in taus], axis=0)
+    assert (est.ci_low, est.ci_high) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
