@@ -320,12 +320,12 @@ def test_an_unwritable_output_fails_before_any_training(claims_env, tmp_path, op
 
 def test_a_report_that_cannot_be_written_at_the_end_keeps_the_summary(claims_env, tmp_path,
                                                                       monkeypatch):
-    import netclaims.plugin
+    import netclaims.records
 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device", "netclaims-report/report.json")
 
-    monkeypatch.setattr(netclaims.plugin, "write_reports", disk_full)
+    monkeypatch.setattr(netclaims.records, "write_reports", disk_full)
     result = claims_env.runpytest("--netclaims-task", "digits", "--netclaims-arch", "mlp")
     assert result.ret == pytest.ExitCode.INTERNAL_ERROR
     result.stdout.fnmatch_lines(["*SD-1*mlp*PASS*",

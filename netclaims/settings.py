@@ -1,0 +1,173 @@
+"""The plugin's options: declared once (each also an ini setting), resolved and checked
+into one :class:`Settings` per session, so that a bad value stops the session before
+anything trains."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from netclaims import data as datasets
+from netclaims.claims import SCALES
+from netclaims.report import (
+    Baseline,
+    load_baseline,
+    load_report,
+)
+
+
+@dataclass
+class Settings:
+    """The resolved netclaims options of one pytest session."""
+
+    scale: str
+    seeds: list[int]
+    device: str
+    store_path: str | None
+    executor: str
+    data_root: str | None
+    archs: list[str] | None
+    report_dir: Path
+    baseline: Baseline | None
+    save_baseline: Path | None
+    compare: dict | None
+    inconclusive: str
+    dataset: str = "mnist1d"
+
+
+OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
+    ("arch", "linelist", {"action": "append", "metavar": "SPEC",
+                          "help": "architecture to run the claims on: a registered model name "
+                                  "or module:callable (repeatable; default: mlp, convnet, "
+                                  "resnet18)"}),
+    ("scale", "string", {"choices": tuple(SCALES), "help": "protocol scale (default: smoke)"}),
+    ("seeds", "string", {"type": int, "metavar": "N",
+                         "help": "training seeds per condition (default: 3 smoke, 5 paper)"}),
+    ("device", "string", {"choices": ("auto", "cpu", "cuda"),
+                          "help": "training device (default: cpu at smoke, auto at paper)"}),
+    ("store", "string", {"metavar": "DIR", "help": "run store (default: $NETCLAIMS_STORE or "
+                                                   "~/.cache/netclaims/store)"}),
+    ("executor", "string", {"choices": ("auto", "inline", "process", "ray"),
+                            "help": "how zoos are trained (default auto: a process pool, one "
+                                    "worker per CPU, when training on the CPU of a machine "
+                                    "with several and not under xdist; else inline)"}),
+    ("task", "string", {"metavar": "NAME",
+                        "help": "dataset the claims train on: mnist1d (default; inputs "
+                                "(1, 40)) or digits (scikit-learn's 8x8 images, inputs "
+                                "(1, 8, 8)); at paper scale with --netclaims-data-root, "
+                                "cifar10 by default"}),
+    ("data-root", "string", {"metavar": "DIR",
+                             "help": "folder of local datasets such as CIFAR (never "
+                                     "downloaded)"}),
+    ("report", "string", {"metavar": "DIR", "help": "report folder (default: netclaims-report)"}),
+    ("baseline", "string", {"metavar": "FILE", "help": "compare verdicts and estimates with "
+                                                       "this baseline"}),
+    ("save-baseline", "string", {"metavar": "FILE", "help": "write this run as a baseline"}),
+    ("compare", "string", {"metavar": "FILE", "help": "after the run, list which verdicts "
+                                                      "and estimates moved from this JSON "
+                                                      "report"}),
+    ("inconclusive", "string", {"choices": ("fail", "pass"),
+                                "help": "outcome of INCONCLUSIVE claims (default: fail)"}),
+]
+
+
+def option_value(config: pytest.Config, name: str) -> Any:
+    key = f"netclaims_{name.replace('-', '_')}"
+    value = config.getoption(key)
+    if value is None or value == []:
+        value = config.getini(key)
+    return value if value not in ([], "") else None
+
+
+def resolve_settings(config: pytest.Config) -> Settings:
+    scale = option_value(config, "scale") or "smoke"
+    if scale not in SCALES:
+        raise pytest.UsageError(f"netclaims_scale must be one of {list(SCALES)}, got {scale!r}")
+    minimum = SCALES[scale]["min_seeds"]
+    raw = option_value(config, "seeds")
+    try:
+        seeds = minimum if raw is None else int(raw)
+    except ValueError:
+        raise pytest.UsageError(f"netclaims_seeds must be a whole number of seeds, got "
+                                f"{raw!r}") from None
+    if seeds < minimum:
+        raise pytest.UsageError(f"{scale} scale needs at least {minimum} seeds "
+                                f"(docs/statistics.md), got --netclaims-seeds {seeds}")
+    baseline_path = option_value(config, "baseline")
+    baseline = None
+    if baseline_path:
+        try:
+            baseline = load_baseline(baseline_path)
+        except (OSError, ValueError) as err:
+            raise pytest.UsageError(f"--netclaims-baseline {baseline_path}: {err}") from err
+    task = _task(config, scale)
+    if baseline is not None and baseline.task != task:
+        raise pytest.UsageError(f"--netclaims-baseline {baseline_path} was recorded on task "
+                                f"{baseline.task!r}; this session trains on {task!r}: compare "
+                                "with a baseline recorded on the same task")
+    compare_path = option_value(config, "compare")
+    compare = None
+    if compare_path:
+        try:
+            compare = load_report(compare_path)
+        except (OSError, ValueError) as err:
+            raise pytest.UsageError(f"--netclaims-compare {compare_path}: {err}") from err
+    save = option_value(config, "save-baseline")
+    if save and Path(save).is_dir():
+        raise pytest.UsageError(f"--netclaims-save-baseline {save} is a folder; name the "
+                                "baseline file to write")
+    root = Path(config.rootpath)
+    device = option_value(config, "device") or SCALES[scale]["device"]
+    executor = option_value(config, "executor") or "auto"
+    if executor == "auto":
+        parallel = device == "cpu" and (os.cpu_count() or 1) > 1 and not is_worker(config)
+        executor = "process" if parallel else "inline"
+    return Settings(
+        scale=scale, seeds=list(range(seeds)), device=device,
+        store_path=option_value(config, "store"), executor=executor,
+        data_root=option_value(config, "data-root"), archs=option_value(config, "arch"),
+        report_dir=root / (option_value(config, "report") or "netclaims-report"),
+        baseline=baseline, save_baseline=Path(save) if save else None, compare=compare,
+        inconclusive=option_value(config, "inconclusive") or "fail",
+        dataset=task)
+
+
+def _task(config: pytest.Config, scale: str) -> str:
+    task = option_value(config, "task")
+    if task is None:
+        with_root = option_value(config, "data-root") and "dataset_with_root" in SCALES[scale]
+        return SCALES[scale]["dataset_with_root" if with_root else "dataset"]
+    if task not in datasets.available():
+        raise pytest.UsageError(f"--netclaims-task {task!r} is not a dataset; choose one of "
+                                f"{datasets.available()}")
+    return task
+
+
+def is_worker(config: pytest.Config) -> bool:
+    return hasattr(config, "workerinput")
+
+
+def check_writable(folder: Path, option: str) -> None:
+    """Raise a usage error (exit code 4, one line) unless files can be written in
+    ``folder`` (created if missing)."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".netclaims-probe-"):
+            pass
+    except OSError as err:
+        raise pytest.UsageError(f"{option}: cannot write into {folder} "
+                                f"({err.strerror or err})") from None
+
+
+def task_data(settings: Settings) -> datasets.Dataset:
+    """The session's task: ``--netclaims-task``, or the scale's default (MNIST-1D; CIFAR-10
+    from ``--netclaims-data-root`` at paper scale)."""
+    options = {}
+    if settings.data_root and "root" in datasets.options_of(settings.dataset):
+        options["root"] = settings.data_root
+    return datasets.load(settings.dataset, **options)
