@@ -340,3 +340,27 @@ def test_granulated_tau_interval_is_the_percentile_of_group_resamples():
     picks = {k: draw_rng.integers(0, t.size, (999, t.size)) for k, t in taus.items()}
     draws = np.mean([taus[k][picks[k]].mean(axis=1) for k in taus], axis=0)
     assert (est.ci_low, est.ci_high) == pytest.approx(tuple(np.quantile(draws, [0.025, 0.975])))
+
+
+def test_cohens_d_and_hedges_g_by_hand():
+    a, b = [1.0, 2.0, 3.0, 4.0], [3.0, 4.0, 5.0, 6.0]
+    pooled = math.sqrt((3 * np.var(a, ddof=1) + 3 * np.var(b, ddof=1)) / 6)
+    assert stats.cohens_d(a, b) == pytest.approx(-2.0 / pooled)
+    assert stats.hedges_g(a, b) == pytest.approx(-2.0 / pooled * (1 - 3 / (4 * 8 - 9)))
+
+
+def test_values_equal_up_to_rounding_are_a_zero_width_sample():
+    nearly = [0.1 + 0.2, 0.3, 0.30000000000000004 * (1 + 1e-15)]
+    est = stats.mean(nearly)
+    assert est.ci_low == est.ci_high  # no spread made of rounding errors
+    assert judge("X-1", est, Rule("greater")).outcome is Outcome.INCONCLUSIVE
+
+
+def test_units_to_decide_is_the_smallest_n_whose_t_interval_excludes_the_value():
+    est = stats.mean([0.3, 1.1, 0.9, 1.7])
+    sd = float(np.std([0.3, 1.1, 0.9, 1.7], ddof=1))
+    needed = est.test.units_to_decide(0.0)
+    half_width = [sps.t.ppf(0.975, m - 1) * sd / math.sqrt(m) for m in (needed - 1, needed)]
+    assert half_width[1] < est.value <= half_width[0]
+    one = stats.mean([0.5, 1.5, 1.0])  # an effect of exactly 1 is decided too
+    assert one.test.units_to_decide(0.0) is not None
