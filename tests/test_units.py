@@ -19,6 +19,7 @@ from netclaims.units import (
     collect,
     intervene,
     intervened_outputs,
+    interventions,
     noise,
     select_layers,
     stream,
@@ -248,23 +249,23 @@ def test_skip_connection_detected_and_input_replicated_instead(residual_model):
     iv = {"relu": ablation(12, torch.rand(4, 12) > 0.5)}
     with pytest.raises(RuntimeError):
         intervened_outputs(residual_model, x, iv, strategy="batched")
-    assert not units._batching_is_exact(residual_model, x, iv)
+    assert not interventions._batching_is_exact(residual_model, x, iv)
     # the skip connection carries the unreplicated batch: replicating the input works
-    assert units._choose_strategy(residual_model, x, iv) == "batched_input"
+    assert interventions._choose_strategy(residual_model, x, iv) == "batched_input"
     torch.testing.assert_close(
         intervened_outputs(residual_model, x, iv, strategy="batched_input"),
         intervened_outputs(residual_model, x, iv, strategy="sequential"), rtol=1e-5, atol=1e-6)
     plain = nn.Sequential(nn.Linear(6, 4), nn.ReLU(), nn.Linear(4, 2)).eval()
-    assert units._choose_strategy(plain, x, {"1": ablation(4, torch.rand(3, 4) > 0.5)}) \
+    assert interventions._choose_strategy(plain, x, {"1": ablation(4, torch.rand(3, 4) > 0.5)}) \
         == "batched"
-    assert units._choose_strategy(plain, x, {"1": ablation(4, [0])}) == "sequential"
+    assert interventions._choose_strategy(plain, x, {"1": ablation(4, [0])}) == "sequential"
 
 
 def test_noise_alone_is_probed_with_all_its_masks(residual_model):
     """The probe drops the noise but keeps the masks, so a skip connection is seen."""
     x = torch.randn(8, 6)
     iv = {"relu": noise(torch.full((4, 12), 0.5))}
-    assert units._choose_strategy(residual_model, x, iv) == "batched_input"
+    assert interventions._choose_strategy(residual_model, x, iv) == "batched_input"
     out = intervened_outputs(residual_model, x, iv, generator=torch.Generator().manual_seed(0))
     assert out.shape == (4, 8, residual_model(x).shape[-1])
 
@@ -282,7 +283,7 @@ def test_batching_falls_back_to_sequential_when_no_batched_path_is_exact():
     model, x = PerBatch().eval(), torch.randn(8, 6)
     iv = {"act": ablation(4, torch.tensor([[True, False, False, False],
                                            [False, False, True, True]]))}
-    assert units._choose_strategy(model, x, iv) == "sequential"
+    assert interventions._choose_strategy(model, x, iv) == "sequential"
 
 
 def test_noise_is_seeded_and_scaled(mlp_model):
