@@ -12,6 +12,7 @@ from pathlib import Path
 
 from tabulate import tabulate
 
+import netclaims.claims
 from netclaims import data as datasets
 from netclaims._io import write_text
 from netclaims._usage import StoreBusyError
@@ -30,7 +31,12 @@ from netclaims.store import Store, iter_entries
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    """The claims in ``claims/`` with each one's verdicts in the last report."""
+    """The claims in ``claims/`` with each one's verdicts in the last report; with
+    ``--markdown``, the catalogue as Markdown (id, finding, rule, what it needs of an
+    architecture, what it measures and where in the paper)."""
+    if args.markdown:
+        print(catalogue_markdown(claims_in(Path(args.claims))))
+        return 0
     status: dict[str, list[str]] = {}
     report_path = Path(args.report)
     if report_path.exists():
@@ -48,6 +54,20 @@ def cmd_list(args: argparse.Namespace) -> int:
         return 0
     print(tabulate(rows, ["id", "finding", "last report"], tablefmt="simple"))
     return 0
+
+
+def catalogue_markdown(claims: list[ClaimInfo]) -> str:
+    """One table per paper: id, finding, rule, requirements and the claim's summary."""
+    blocks = []
+    for paper, title in netclaims.claims.PAPERS.items():
+        rows = [[c.id, c.finding, c.rule.describe().replace("|", "/"),
+                 ", ".join(sorted(c.requires)) or "-", c.summary.replace("|", "/")]
+                for c in claims if c.paper == paper]
+        if rows:
+            blocks.append(f"## {paper}: {title}\n\n" + tabulate(
+                rows, ["id", "finding", "rule (PASS when)", "needs", "what is measured"],
+                tablefmt="github"))
+    return "\n\n".join(blocks)
 
 
 def claims_in(claims_dir: Path) -> list[ClaimInfo]:
@@ -200,6 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = sub.add_parser("list", help="the claims and their status in the last report")
     p.add_argument("--claims", default="claims", help="claims folder (default: claims)")
     p.add_argument("--report", default="netclaims-report/report.json")
+    p.add_argument("--markdown", action="store_true",
+                   help="print the catalogue as Markdown (docs/catalogue.md is made so)")
     p.set_defaults(fn=cmd_list)
     p = sub.add_parser("report", help="re-render Markdown/HTML from a JSON report")
     p.add_argument("path")

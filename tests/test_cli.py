@@ -122,3 +122,13 @@ def test_inspect_prints_units_capabilities_and_claims(tmp_path, capsys, monkeypa
     assert "MY-2  needs width" in out and "needs a 'width' knob (the factory takes none)" in out
     assert main(["inspect", "examples.architectures:cnn2d"]) == 4  # 2-D net on 1-D inputs
     assert "a forward pass on a batch of shape" in capsys.readouterr().err
+
+
+def test_the_docs_catalogue_is_the_suites(capsys):
+    """docs/catalogue.md is regenerated whenever a claim's finding, rule or summary changes."""
+    root = Path(__file__).resolve().parents[1]
+    assert main(["list", "--markdown", "--claims", str(root / "claims")]) == 0
+    generated = capsys.readouterr().out.strip()
+    assert generated.count("| SD-") == 16 and generated.count("| IC-") == 9
+    assert generated in (root / "docs" / "catalogue.md").read_text(), \
+        "docs/catalogue.md is stale: regenerate it with netclaims list --markdown"
