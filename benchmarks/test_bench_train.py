@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from benchmarks.conftest import best_of
+from netclaims.spec import RunSpec
 from netclaims.store import Store
-from netclaims.train import RunSpec
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -15,8 +15,8 @@ from benchmarks.conftest import best_of
 from netclaims import stats
 from netclaims.metrics import ablation_curve, width_gain
 from netclaims.models import stages_of
+from netclaims.spec import RunSpec
 from netclaims.store import Run, Store
-from netclaims.train import RunSpec
 
 
 def _zoo(seeds: int = 8, width: float = 0.25) -> list[RunSpec]:

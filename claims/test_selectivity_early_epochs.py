@@ -43,8 +43,8 @@ from netclaims.metrics import (
     live_units,
     selectivity_order,
 )
+from netclaims.regularizers import Regularizer
 from netclaims.stats import Evidence, Rule, seed_mean, seed_paired
-from netclaims.train import Regularizer
 from netclaims.units import collect
 
 SE_NEEDS = ("stages", "three_stages", "nonnegative_units")

@@ -26,11 +26,11 @@ from netclaims.session import (
     progress_display,
 )
 from netclaims.settings import Settings, task_data
+from netclaims.spec import RunSpec
 from netclaims.store import (
     Run,
     Store,
 )
-from netclaims.train import RunSpec
 
 
 @pytest.fixture(scope="session")

@@ -49,10 +49,10 @@ import netclaims
 from netclaims import _usage
 from netclaims._io import CorruptFileError, load_checked, save_checked, write_json
 from netclaims.numerics import numerics_fingerprint
+from netclaims.spec import RunSpec
 from netclaims.train import (
     STATE_EVERY_SECONDS,
     Progress,
-    RunSpec,
     checkpoint_name,
     one_cpu_thread,
     train,

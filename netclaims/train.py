@@ -1,8 +1,5 @@
-"""Run specifications and the trainer.
-
-A :class:`RunSpec` holds every knob that changes a trained model and nothing that does not
-(device, workers, progress display); its :attr:`RunSpec.key` is a canonical hash, which the
-store uses as the run's address. :func:`train` is deterministic on CPU for a given spec:
+"""The trainer: the loop, evaluations and checkpoints, and the resumable state of a run
+(a :class:`~netclaims.spec.RunSpec`). :func:`train` is deterministic on CPU for a given spec:
 the data order, augmentation and dropout of epoch ``e`` are seeded from ``(seed, e)``, so a
 run resumed at an epoch boundary ends with the same weights as an uninterrupted one.
 """
@@ -15,8 +12,8 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator, Mapping
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +24,6 @@ from torch import nn
 from torch.nn import functional as F
 
 from netclaims import data as datasets
-from netclaims import models
 from netclaims._io import (
     CorruptFileError,
     atomic_path,
@@ -35,266 +31,13 @@ from netclaims._io import (
     save_checked,
     write_json,
 )
-from netclaims.data.augment import AUGMENTATIONS, augment, default_augmentation
-from netclaims.metrics.selectivity import mean_class_selectivity
+from netclaims.data.augment import augment, default_augmentation
 from netclaims.numerics import pin_cpu_numerics
+from netclaims.regularizers import REGULARIZERS, RegularizerContext
+from netclaims.spec import RunSpec
 from netclaims.units import Recorder
 
 pin_cpu_numerics()  # before any kernel runs: training is what must be reproducible
-
-SPEC_FORMAT = 1
-"""Bumped when the trainer's semantics change, so old store entries are not reused."""
-
-OPTIMIZERS = ("sgd", "momentum", "adam")
-SCHEDULES = ("constant", "step", "cosine")
-EVALUATIONS = ("every_epoch", "checkpoints")
-
-FALLBACK_DEFAULTS = {"optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant",
-                     "batch_size": 100, "epochs": 20}
-
-TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mlp": {**FALLBACK_DEFAULTS, "epochs": 30},
-    # the MNIST-1D paper trains its CNN with Adam at 1e-2; cosine decay steadies the end
-    "convnet": {**FALLBACK_DEFAULTS, "lr": 1e-2, "lr_schedule": "cosine", "epochs": 30},
-    "resnet18": dict(FALLBACK_DEFAULTS),
-    "vgg": dict(FALLBACK_DEFAULTS),
-    "transformer": {**FALLBACK_DEFAULTS, "epochs": 30},
-}
-"""Per-architecture defaults for the fields a RunSpec leaves unset."""
-
-
-def _freeze(value: Any) -> Any:
-    """Mappings -> sorted tuples of pairs, sequences -> tuples (hashable, picklable)."""
-    if isinstance(value, Mapping):
-        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
-    if isinstance(value, list | tuple):
-        return tuple(_freeze(v) for v in value)
-    return value
-
-
-def _thaw(value: Any) -> Any:
-    if isinstance(value, tuple) and all(isinstance(v, tuple) and len(v) == 2
-                                        and isinstance(v[0], str) for v in value) and value:
-        return {k: _thaw(v) for k, v in value}
-    if isinstance(value, tuple):
-        return [_thaw(v) for v in value]
-    return value
-
-
-@dataclass(frozen=True)
-class Regularizer:
-    """A regularizer added to the loss, switched on for epochs ``start <= e < stop``
-    (``stop=None``: until the end; epochs count from 1). ``name`` is a registered
-    regularizer (see :func:`register_regularizer`); ``selectivity`` adds ``-alpha · mean SI``
-    over the units of the stages in ``params["stages"]`` (early-epochs paper)."""
-
-    name: str
-    alpha: float
-    start: int = 1
-    stop: int | None = None
-    params: tuple = ()
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "params", _freeze(dict(self.params)))
-        if self.name not in _REGULARIZERS:
-            raise ValueError(f"unknown regularizer {self.name!r}; registered: "
-                             f"{sorted(_REGULARIZERS)}")
-
-    def active(self, epoch: int) -> bool:
-        return self.start <= epoch and (self.stop is None or epoch < self.stop)
-
-    @property
-    def options(self) -> dict[str, Any]:
-        return _thaw(self.params) if self.params else {}
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """Everything that determines a trained model.
-
-    Fields left as ``None`` take the registry's default for the model (``TRAINING_DEFAULTS``)
-    or the architecture (``batchnorm``), resolved when the spec is made, so the key reflects
-    what was actually trained. ``checkpoint_epochs`` may include 0 (the initialization);
-    ``checkpoint_steps`` are optimizer steps (e.g. inside the first epoch). ``evaluate``
-    says which epochs the history records (losses and accuracies on the whole training and
-    test sets): ``every_epoch``, or ``checkpoints`` (the initialization, the checkpoint
-    epochs and the last epoch), which changes no weight and saves the evaluations, as
-    costly as training for small training sets, that a protocol never reads. For a user's
-    ``module:callable`` model, ``model_source`` is filled with a hash of its module's source,
-    so editing the architecture trains anew.
-    """
-
-    model: str
-    dataset: str
-    dataset_options: tuple = ()
-    label_noise: float = 0.0
-    noise_seed: int = 0
-    superclasses: tuple | None = None
-    width: float = 1.0
-    depth: float = 1.0
-    batchnorm: bool | None = None
-    dropout: float = 0.0
-    init: str = "default"
-    optimizer: str | None = None
-    lr: float | None = None
-    momentum: float = 0.9
-    lr_schedule: str | None = None
-    lr_milestones: tuple = ()
-    lr_gamma: float = 0.1
-    batch_size: int | None = None
-    weight_decay: float = 0.0
-    augmentation: str | None = None
-    epochs: int | None = None
-    seed: int = 0
-    regularizers: tuple = ()
-    checkpoint_epochs: tuple = ()
-    checkpoint_steps: tuple = ()
-    stop_train_loss: float | None = None
-    evaluate: str = "every_epoch"
-    model_source: str | None = None
-
-    def __post_init__(self) -> None:
-        set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731
-        set_("dataset_options", _freeze(dict(self.dataset_options)))
-        if self.superclasses is not None:
-            set_("superclasses", _freeze(self.superclasses))
-        for name in ("lr_milestones", "checkpoint_epochs", "checkpoint_steps"):
-            set_(name, tuple(sorted({int(v) for v in getattr(self, name)})))
-        set_("regularizers", tuple(r if isinstance(r, Regularizer) else Regularizer(**r)
-                                   for r in self.regularizers))
-        if models.is_user_spec(self.model):
-            if self.model_source is None:
-                set_("model_source", models.source_digest(self.model))
-        elif self.model not in models.available():
-            raise ValueError(f"unknown model {self.model!r}; available: {models.available()} "
-                             "or a user architecture 'module:callable'")
-        if self.dataset not in datasets.available():
-            raise ValueError(f"unknown dataset {self.dataset!r}; "
-                             f"available: {datasets.available()}")
-        defaults = TRAINING_DEFAULTS.get(self.model, FALLBACK_DEFAULTS)
-        for key, value in defaults.items():
-            if getattr(self, key) is None:
-                set_(key, value)
-        if self.batchnorm is None:
-            set_("batchnorm", models.default_batchnorm(self.model))
-        self._validate()
-
-    def _validate(self) -> None:
-        if self.optimizer not in OPTIMIZERS:
-            raise ValueError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
-        if self.lr_schedule not in SCHEDULES:
-            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
-        if self.evaluate not in EVALUATIONS:
-            raise ValueError(f"evaluate must be one of {EVALUATIONS}, got {self.evaluate!r}")
-        if self.stop_train_loss is not None and self.evaluate != "every_epoch":
-            raise ValueError("stop_train_loss reads the training loss after every epoch; "
-                             "it needs evaluate='every_epoch'")
-        if self.augmentation not in (None, "auto", *AUGMENTATIONS):
-            raise ValueError(f"augmentation must be None, 'auto' or one of {AUGMENTATIONS}")
-        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
-            raise ValueError("epochs must be >= 0, batch_size >= 1 and lr > 0")
-        if not 0.0 <= self.label_noise <= 1.0:
-            raise ValueError(f"label_noise must lie in [0, 1], got {self.label_noise}")
-        late = [e for e in self.checkpoint_epochs if e > self.epochs or e < 0]
-        if late:
-            raise ValueError(f"checkpoint_epochs {late} lie outside 0..{self.epochs}")
-
-    def to_dict(self) -> dict[str, Any]:
-        out = {}
-        for f in fields(self):
-            value = getattr(self, f.name)
-            if f.name == "regularizers":
-                value = [{**asdict(r), "params": r.options} for r in value]
-            elif f.name == "dataset_options":
-                value = _thaw(value) if value else {}
-            elif isinstance(value, tuple):
-                value = _thaw(value)
-            out[f.name] = value
-        return out
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> RunSpec:
-        return cls(**dict(values))
-
-    @property
-    def key(self) -> str:
-        """Canonical hash of the spec (and of the trainer's format version)."""
-        payload = json.dumps({"format": SPEC_FORMAT, "spec": self.to_dict()}, sort_keys=True,
-                             separators=(",", ":"), default=repr)
-        return hashlib.sha256(payload.encode()).hexdigest()[:24]
-
-    def __hash__(self) -> int:
-        return hash(self.key)
-
-    @property
-    def label(self) -> str:
-        """A short human-readable description for progress displays."""
-        defaults = {f.name: f.default for f in fields(self)}
-        defaults.update(TRAINING_DEFAULTS.get(self.model, FALLBACK_DEFAULTS))
-        defaults["batchnorm"] = models.default_batchnorm(self.model)
-        shown = ("width", "depth", "batchnorm", "label_noise", "dropout", "lr", "batch_size",
-                 "epochs", "seed", "init", "weight_decay", "optimizer")
-        extra = [f"{name}={getattr(self, name)}" for name in shown
-                 if getattr(self, name) != defaults[name]]
-        return f"{self.model}/{self.dataset}" + (f" {' '.join(extra)}" if extra else "")
-
-    def load_data(self, data_root: str | None = None) -> datasets.Dataset:
-        options = dict(_thaw(self.dataset_options) if self.dataset_options else {})
-        if data_root is not None and "root" in datasets.options_of(self.dataset):
-            options.setdefault("root", data_root)
-        return datasets.load(self.dataset, superclasses=self.superclasses,
-                             label_noise=self.label_noise, noise_seed=self.noise_seed,
-                             **options)
-
-    def build_model(self, data: datasets.Dataset) -> nn.Module:
-        return models.create(self.model, data.input_shape, data.num_classes, width=self.width,
-                             depth=self.depth, batchnorm=self.batchnorm, dropout=self.dropout,
-                             init=self.init)
-
-
-# --------------------------------------------------------------------------- regularizers
-
-
-@dataclass
-class RegularizerContext:
-    """What a regularizer sees at each training step."""
-
-    model: nn.Module
-    inputs: torch.Tensor
-    labels: torch.Tensor
-    logits: torch.Tensor
-    activations: dict[str, torch.Tensor]
-    epoch: int
-
-
-LayersFn = Callable[[nn.Module, dict[str, Any]], list[str]]
-LossFn = Callable[[RegularizerContext, dict[str, Any]], torch.Tensor]
-_REGULARIZERS: dict[str, tuple[LayersFn, LossFn]] = {}
-
-
-def register_regularizer(name: str, layers: LayersFn, loss: LossFn) -> None:
-    """Register a regularizer: ``layers(model, params)`` names the layers whose outputs it
-    needs (recorded with gradients), ``loss(context, params)`` returns the term that is
-    multiplied by the spec's ``alpha`` and added to the loss."""
-    if name in _REGULARIZERS:
-        raise ValueError(f"a regularizer named {name!r} is already registered")
-    _REGULARIZERS[name] = (layers, loss)
-
-
-def _selectivity_layers(model: nn.Module, params: dict[str, Any]) -> list[str]:
-    stages = models.stages_of(model)
-    wanted = params.get("stages", stages.names)
-    return [layer for stage in wanted for layer in stages[stage]]
-
-
-def _selectivity_loss(ctx: RegularizerContext, params: dict[str, Any]) -> torch.Tensor:
-    # loss = CE - alpha * mean SI, so the term added per unit of alpha is -mean SI (in float32
-    # also under mixed precision)
-    return -mean_class_selectivity({k: v.float() for k, v in ctx.activations.items()},
-                                   ctx.labels)
-
-
-register_regularizer("selectivity", _selectivity_layers, _selectivity_loss)
 
 
 # --------------------------------------------------------------------------- training
@@ -532,7 +275,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
     kind = default_augmentation(data.input_shape) if spec.augmentation == "auto" \
         else spec.augmentation
     reg_layers = sorted({layer for r in spec.regularizers
-                         for layer in _REGULARIZERS[r.name][0](model, r.options)})
+                         for layer in REGULARIZERS[r.name][0](model, r.options)})
     x_train, y_train = data.x_train, data.y_train
     if state is None:
         state = TrainState()
@@ -568,7 +311,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
                 outputs = capture.pop_batch() if active else {}
                 for reg in active:
                     ctx = RegularizerContext(model, xb, yb, logits, outputs, epoch)
-                    loss = loss + reg.alpha * _REGULARIZERS[reg.name][1](ctx, reg.options)
+                    loss = loss + reg.alpha * REGULARIZERS[reg.name][1](ctx, reg.options)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"{spec.label}: the training loss became "
                                              f"{float(loss)} at epoch {epoch}, step {state.step}")

@@ -11,8 +11,8 @@ import pytest
 from netclaims.cli import main
 from netclaims.render import write_reports
 from netclaims.report import build_report, make_baseline
+from netclaims.spec import RunSpec
 from netclaims.store import Store
-from netclaims.train import RunSpec
 
 
 def _report(tmp_path, runs=()):

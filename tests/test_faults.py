@@ -18,8 +18,9 @@ import torch
 from filelock import FileLock
 
 from netclaims.cli import main
+from netclaims.spec import RunSpec
 from netclaims.store import Store
-from netclaims.train import RunSpec, train
+from netclaims.train import train
 
 
 def tiny(**fields) -> RunSpec:
@@ -235,7 +236,7 @@ def test_gc_with_a_report_that_lists_no_runs_removes_nothing(tmp_path, capsys):
 _ZOO = """
 import sys
 from netclaims.store import Store
-from netclaims.train import RunSpec
+from netclaims.spec import RunSpec
 specs = [RunSpec(model="mlp", dataset="digits", width=0.25, epochs=400, seed=s)
          for s in range(4)]
 Store(sys.argv[1]).runs(specs, executor="process", workers=2)

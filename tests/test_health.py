@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 from netclaims.health import diagnose
+from netclaims.spec import RunSpec
 from netclaims.store import Store
-from netclaims.train import RunSpec
 
 pytest_plugins = ["pytester"]
 

@@ -102,7 +102,7 @@ def test_user_architecture_by_module_and_callable(tmp_path, monkeypatch):
 
 
 def test_editing_a_user_architecture_changes_its_run_key(tmp_path, monkeypatch):
-    from netclaims.train import RunSpec
+    from netclaims.spec import RunSpec
 
     path = tmp_path / "edited_nets.py"
     path.write_text(USER_MODULE)

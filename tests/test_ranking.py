@@ -126,3 +126,12 @@ def test_granulated_kendall_matches_a_brute_force_loop_over_groups(seed):
     for axis in axes:
         assert got[axis] == pytest.approx(psi[axis], abs=1e-12)
     assert got["total"] == pytest.approx(np.mean(list(psi.values())), abs=1e-12)
+
+
+def test_a_permutation_p_needs_an_axis_that_varies_within_a_group():
+    from netclaims.metrics import granulated_permutation_p
+
+    frame = pd.DataFrame({"a": [0, 1, 2], "b": [0, 1, 2], "m": [0.1, 0.5, 0.3],
+                          "acc": [0.2, 0.4, 0.9]})  # every model differs in both axes
+    with pytest.raises(ValueError, match="no axis among"):
+        granulated_permutation_p(frame, "m", "acc", ["a", "b"])

@@ -155,3 +155,10 @@ def test_mutual_information_is_the_miller_madow_formula_from_counts():
 
     expected = entropy([4, 4]) + entropy([4, 4]) - entropy([3, 1, 1, 3])
     assert float(mutual_information(a, y, bins=2)[0]) == pytest.approx(expected, abs=1e-12)
+
+
+def test_a_unit_active_only_below_zero_is_alive():
+    from netclaims.metrics import live_units
+
+    acts = torch.tensor([[0.0, -0.2, 0.0], [0.0, -0.1, 0.5]])  # e.g. GELU outputs
+    assert live_units(acts).tolist() == [False, True, True]

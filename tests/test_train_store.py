@@ -13,8 +13,9 @@ import pytest
 import torch
 
 from netclaims.metrics import class_selectivity
+from netclaims.spec import RunSpec
 from netclaims.store import Store
-from netclaims.train import RunSpec, lr_at, train
+from netclaims.train import lr_at, train
 from netclaims.units import collect
 
 

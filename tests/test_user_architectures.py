@@ -15,7 +15,7 @@ from torch import nn
 from netclaims import data, models
 from netclaims.models.user import source_digest
 from netclaims.preflight import PreflightError, preflight
-from netclaims.train import RunSpec
+from netclaims.spec import RunSpec
 from netclaims.units import collect
 
 pytest_plugins = ["pytester"]
