@@ -15,8 +15,9 @@ from benchmarks.conftest import best_of
 from netclaims import stats
 from netclaims.metrics import ablation_curve, width_gain
 from netclaims.models import stages_of
+from netclaims.run import Run
 from netclaims.spec import RunSpec
-from netclaims.store import Run, Store
+from netclaims.store import Store
 
 
 def _zoo(seeds: int = 8, width: float = 0.25) -> list[RunSpec]:

@@ -17,7 +17,8 @@ from filelock import FileLock, Timeout
 from safetensors import SafetensorError, safe_open
 
 from netclaims import _usage
-from netclaims.store import CODE_KEY, Store, code_digest, read_manifest
+from netclaims.run import CODE_KEY, code_digest
+from netclaims.store import Store, read_manifest
 
 
 def kept_runs(reports: Iterable[dict]) -> set[str]:

@@ -13,6 +13,7 @@ import pytest
 from netclaims import data as datasets
 from netclaims.claims import SCALES
 from netclaims.preflight import Architecture
+from netclaims.run import Run
 from netclaims.session import (
     ARCHITECTURES,
     CURRENT,
@@ -27,10 +28,7 @@ from netclaims.session import (
 )
 from netclaims.settings import Settings, task_data
 from netclaims.spec import RunSpec
-from netclaims.store import (
-    Run,
-    Store,
-)
+from netclaims.store import Store
 
 
 @pytest.fixture(scope="session")

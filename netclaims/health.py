@@ -19,7 +19,7 @@ from __future__ import annotations
 import torch
 
 from netclaims.metrics import chance_accuracy
-from netclaims.store import Run
+from netclaims.run import Run
 from netclaims.units import batches, eval_mode
 
 TRAINED_SHARE = 0.2

@@ -22,6 +22,7 @@ from netclaims._io import write_text
 from netclaims.claims import DEFAULT_ARCHS, SCALES, ClaimInfo
 from netclaims.compare import compare_reports, compare_table
 from netclaims.numerics import describe, fingerprint_differences
+from netclaims.pool import stop_workers
 from netclaims.render import terminal_matrix, write_reports
 from netclaims.report import (
     build_report,
@@ -44,7 +45,6 @@ from netclaims.store import (
     Store,
     describe_training,
     provenance,
-    stop_workers,
     training_summary,
 )
 

@@ -15,9 +15,9 @@ from netclaims.claims import ClaimInfo
 from netclaims.health import diagnose
 from netclaims.preflight import Architecture
 from netclaims.progress import TrainingProgress
+from netclaims.run import Run
 from netclaims.settings import Settings, is_worker
 from netclaims.stats import Verdict
-from netclaims.store import Run
 
 # on the session (config.stash)
 SETTINGS = pytest.StashKey[Settings]()

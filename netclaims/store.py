@@ -20,40 +20,33 @@ save_checked`). Weights are safetensors (no pickle).
 
 from __future__ import annotations
 
-import atexit
 import concurrent.futures as cf
 import contextlib
-import functools
 import hashlib
 import json
-import multiprocessing
 import os
 import platform
 import shutil
-import signal
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
 import torch
 from filelock import FileLock
-from safetensors.torch import load_file
-from torch import nn
 
 import netclaims
 from netclaims import _usage
-from netclaims._io import CorruptFileError, load_checked, save_checked, write_json
+from netclaims._io import write_json
 from netclaims.numerics import numerics_fingerprint
+from netclaims.pool import POOLS, stop_workers, usable, worker_pool
+from netclaims.run import Run
 from netclaims.spec import RunSpec
 from netclaims.train import (
     STATE_EVERY_SECONDS,
     Progress,
-    checkpoint_name,
     one_cpu_thread,
     train,
 )
@@ -106,110 +99,6 @@ def read_manifest(entry: Path) -> dict[str, Any] | None:
             not isinstance(manifest.get("spec"), dict):
         raise CorruptEntryError(f"the manifest lacks {missing or 'its key or spec'}")
     return manifest
-
-
-class Run:
-    """A finished, verified run: its spec, history, final model and checkpoints."""
-
-    def __init__(self, path: Path, spec: RunSpec, manifest: dict[str, Any],
-                 data_root: str | None = None, *, fresh: bool = False) -> None:
-        self.path = path
-        self.spec = spec
-        self.manifest = manifest
-        self.data_root = data_root
-        self.fresh = fresh
-        """Whether the call that returned this run trained it (False: read from disk)."""
-
-    def __repr__(self) -> str:
-        return f"Run({self.spec.label}, key={self.spec.key})"
-
-    @cached_property
-    def data(self) -> netclaims.data.Dataset:
-        """The dataset the run was trained on (labels as trained: grouped, corrupted)."""
-        return self.spec.load_data(self.data_root)
-
-    @cached_property
-    def history(self) -> pd.DataFrame:
-        """History of the evaluated epochs (every epoch, or those the spec's ``evaluate``
-        names): ``epoch, step, lr, train_loss, train_acc, test_loss, test_acc, seconds``
-        (epoch 0 = initialization; ``seconds`` of training since the previous row)."""
-        return pd.DataFrame(json.loads((self.path / "history.json").read_text()))
-
-    def _load(self, weights: Path) -> nn.Module:
-        model = self.spec.build_model(self.data)
-        model.load_state_dict(load_file(str(weights)))
-        return model.eval()
-
-    @property
-    def model(self) -> nn.Module:
-        """The final model, freshly loaded, in eval mode, on the CPU."""
-        return self._load(self.path / "model.safetensors")
-
-    @property
-    def checkpoints(self) -> list[str]:
-        """Saved checkpoints in training order: ``epoch_0000``, ``step_0000050``, …"""
-        return [name for name, _ in self.timeline]
-
-    @property
-    def timeline(self) -> list[tuple[str, float]]:
-        """Saved checkpoints in training order with the epoch each was taken at, fractional
-        inside an epoch (``step_0000005`` of a 10-step epoch is 0.5)."""
-        history = self.history
-        per_epoch = max(1, (history["step"].diff() / history["epoch"].diff()).iloc[1:].max()
-                        if len(history) > 1 else 1)
-
-        def epoch_of(name: str) -> float:
-            kind, number = name.split("_")
-            return float(number) if kind == "epoch" else int(number) / per_epoch
-
-        names = [p.stem for p in (self.path / "checkpoints").glob("*.safetensors")]
-        return sorted(((n, epoch_of(n)) for n in names), key=lambda item: (item[1], item[0]))
-
-    def checkpoint_named(self, name: str) -> nn.Module:
-        """The model saved as checkpoint ``name`` (an entry of :attr:`checkpoints`)."""
-        kind, _, number = name.partition("_")
-        if kind not in ("epoch", "step") or not number.isdigit():
-            raise KeyError(f"{name!r} is not a checkpoint name such as epoch_0003 or "
-                           f"step_0000050")
-        return self.checkpoint(**{kind: int(number)})
-
-    def derived(self, name: str, params: Mapping[str, Any],
-                compute: Callable[[], dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
-        """Tensors computed from this run (an ablation curve, unit importances), cached on
-        disk beside the store's entries under ``derived/<run key>/``. The cache key covers
-        ``name``, ``params`` and a hash of netclaims' own source, so a change of code
-        recomputes instead of reusing old numbers; an unreadable file is recomputed.
-        ``compute`` runs on one CPU thread, as training does, so a result is the same
-        whichever process computed it."""
-        digest = hashlib.sha256(json.dumps({"name": name, "params": params,
-                                            "code": code_digest()}, sort_keys=True,
-                                           default=repr).encode()).hexdigest()[:20]
-        folder = self.path.parent.parent / "derived" / self.spec.key
-        path = folder / f"{name}-{digest}.safetensors"
-        try:
-            return load_checked(path)[0]
-        except FileNotFoundError:
-            pass
-        except CorruptFileError as err:
-            warnings.warn(f"derived result {path} is damaged ({err}); it is computed again",
-                          stacklevel=2)
-            path.unlink(missing_ok=True)
-        with one_cpu_thread():
-            tensors = compute()
-        if not isinstance(tensors, dict) or not all(
-                isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in tensors.items()):
-            raise TypeError(f"derived result {name!r} must be a dict of tensors")
-        folder.mkdir(parents=True, exist_ok=True)
-        save_checked(path, tensors, {CODE_KEY: code_digest()})
-        return tensors
-
-    def checkpoint(self, epoch: int | None = None, *, step: int | None = None) -> nn.Module:
-        """The model saved at ``epoch`` (0 = initialization) or optimizer ``step``."""
-        name = checkpoint_name(epoch=epoch, step=step)
-        path = self.path / "checkpoints" / f"{name}.safetensors"
-        if not path.exists():
-            raise KeyError(f"{self} has no checkpoint {name}; it has {self.checkpoints}")
-        return self._load(path)
 
 
 class Store:
@@ -361,11 +250,11 @@ class Store:
                 derive: Callable[[Run], Any] | None) -> dict[cf.Future, RunSpec]:
         """Each spec's training in the pool, submitted now (largest first, so a zoo does
         not end with one worker training a large net while the others wait) or earlier."""
-        pool = _worker_pool(workers or os.cpu_count() or 1)
+        pool = worker_pool(workers or os.cpu_count() or 1)
         futures = {}
         for spec in sorted(specs, key=_training_size, reverse=True):
             future = self._pending.get(spec.key)
-            if future is None or not _usable(future):
+            if future is None or not usable(future):
                 future = pool.submit(_train_in_worker, str(self.path), spec.to_dict(), device,
                                      self.data_root, derive)
                 self._pending[spec.key] = future
@@ -383,7 +272,7 @@ class Store:
                 report({"event": "trained", "done": done, "total": len(specs),
                         "label": futures[future].label})
         except cf.process.BrokenProcessPool:
-            _POOLS.clear()  # a dead worker breaks the pool: start afresh next time
+            POOLS.clear()  # a dead worker breaks the pool: start afresh next time
             self._pending.clear()
             raise
         except KeyboardInterrupt:
@@ -428,19 +317,6 @@ def _training_size(spec: RunSpec) -> float:
     return spec.epochs * spec.width * spec.depth * samples
 
 
-CODE_KEY = "netclaims_code"
-"""Metadata of a derived result: the :func:`code_digest` of the netclaims that computed it."""
-
-
-@functools.lru_cache(maxsize=1)
-def code_digest() -> str:
-    """Hash of every source file of the netclaims package."""
-    digest = hashlib.sha256()
-    for path in sorted(Path(netclaims.__file__).parent.rglob("*.py")):
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 RACY_NS = 2_000_000_000
 """Files modified this recently when their checksums matched are hashed again next time:
 file times are coarse, so a change within the same tick could keep size and time."""
@@ -457,54 +333,6 @@ def _file_stats(entry: Path, manifest: Mapping[str, Any]) -> dict[str, tuple[int
                 for st in [(entry / name).stat()]}
     except FileNotFoundError:
         return None
-
-
-_POOLS: dict[int, cf.ProcessPoolExecutor] = {}
-"""The worker pools started by this process, by size."""
-
-
-def _worker_pool(workers: int) -> cf.ProcessPoolExecutor:
-    """One process pool per size for the life of the interpreter: starting workers (spawn,
-    importing torch) costs seconds, so every zoo of a session reuses them. Stopped at exit.
-    Workers ignore Ctrl-C: the main process stops them (:func:`stop_workers`), where each
-    would otherwise take its next queued run."""
-    if workers not in _POOLS:
-        if not _POOLS:
-            atexit.register(stop_workers)
-        _POOLS[workers] = cf.ProcessPoolExecutor(
-            workers, mp_context=multiprocessing.get_context("spawn"),
-            initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN))
-    return _POOLS[workers]
-
-
-def stop_workers(grace: float = 2.0) -> None:
-    """Cancel every queued training of the worker pools and stop the runs they are
-    training (terminated, killed after ``grace`` seconds). The store stays consistent: an
-    interrupted run resumes from its last saved state when next asked for, and its key's
-    lock dies with its worker. The next zoo starts a fresh pool."""
-    pools = list(_POOLS.values())
-    _POOLS.clear()
-    for pool in pools:
-        # ProcessPoolExecutor has no public way to stop running tasks before Python 3.14;
-        # its shutdown forgets the processes, so take them first
-        processes = list((getattr(pool, "_processes", None) or {}).values())
-        pool.shutdown(wait=False, cancel_futures=True)
-        for process in processes:
-            process.terminate()
-        deadline = time.monotonic() + grace
-        for process in processes:
-            process.join(max(0.0, deadline - time.monotonic()))
-            if process.is_alive():
-                process.kill()
-                process.join()
-
-
-def _usable(future: cf.Future) -> bool:
-    """Whether a submitted training can still be waited for (not cancelled, its pool not
-    stopped)."""
-    if future.cancelled():
-        return False
-    return not (future.done() and isinstance(future.exception(), cf.process.BrokenProcessPool))
 
 
 def _train_in_worker(path: str, spec: dict, device: str, data_root: str | None,

@@ -263,9 +263,9 @@ def test_a_run_is_the_same_inline_and_in_a_worker(tmp_path):
 def test_a_broken_worker_pool_is_replaced(tmp_path):
     from concurrent.futures.process import BrokenProcessPool
 
-    from netclaims import store as store_module
+    from netclaims import pool as pool_module
 
-    pool = store_module._worker_pool(2)
+    pool = pool_module.worker_pool(2)
     with pytest.raises(BrokenProcessPool):
         pool.submit(os._exit, 1).result()
     store = Store(tmp_path)
