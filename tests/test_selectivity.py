@@ -162,3 +162,12 @@ def test_a_unit_active_only_below_zero_is_alive():
 
     acts = torch.tensor([[0.0, -0.2, 0.0], [0.0, -0.1, 0.5]])  # e.g. GELU outputs
     assert live_units(acts).tolist() == [False, True, True]
+
+
+def test_class_balance_of_logits_takes_each_samples_arg_max():
+    from netclaims.metrics import class_balance
+
+    logits = torch.tensor([[5.0, 0.0, 0.0], [4.0, 1.0, 0.0], [0.0, 0.0, 3.0], [1.0, 0.0, 0.5]])
+    # predicted classes 0, 0, 2, 0: counts 3, 1, 0
+    assert class_balance(logits, top=2) == 2.0
+    assert class_balance(logits.argmax(1), top=2) == 2.0
