@@ -6,6 +6,7 @@ from collections.abc import Callable
 
 import pytest
 
+from netclaims import models
 from netclaims.claims import paper
 
 # declared here, before the session starts, so that each paper is a marker (-m SD)
@@ -22,10 +23,6 @@ paper("SD", "On the importance of single directions for generalization (Morcos e
 
 SMOKE_TRAIN_SIZE = 1000
 CHECKPOINTS = 8
-MEMORIZE_EPOCHS = {"mlp": 40, "convnet": 40, "resnet18": 25}
-"""Epochs that fit 1000 MNIST-1D samples with shuffled labels (measured: the MLP reaches 99%
-training accuracy at epoch 25, the conv net at 21; the smoke ResNet, one block per stage at
-k = 8, 98.3% at epoch 20); other architectures get 40."""
 
 
 @pytest.fixture
@@ -49,7 +46,7 @@ def small_task_fields(arch, scale: str) -> dict:
     the claims read losses and accuracies at checkpoints and at the end. Shared by the
     memorization and zoo claims (SD-1…SD-6), the width series (FU) and the intraclass
     clustering zoo (IC), so the runs they have in common are trained once."""
-    epochs = MEMORIZE_EPOCHS.get(str(arch), 40) * (1 if scale == "smoke" else 2)
+    epochs = models.memorize_epochs(str(arch)) * (1 if scale == "smoke" else 2)
     fields = {"epochs": epochs, "checkpoint_epochs": spread_checkpoints(epochs),
               "evaluate": "checkpoints"}
     if scale == "smoke":

@@ -49,13 +49,11 @@ def paper(prefix: str, title: str) -> str:
 
 
 SCALES: dict[str, dict[str, Any]] = {
-    "smoke": {"min_seeds": 3, "dataset": "mnist1d", "device": "cpu",
-              # what smoke scale shrinks to fit 2 CPU cores (a claim's own fields win)
-              "training": {"resnet18": {"width": 0.5, "depth": 0.5, "epochs": 10},
-                           "vgg": {"epochs": 10}}},
+    # what an architecture shrinks to at a scale is in its registry entry (models.register)
+    "smoke": {"min_seeds": 3, "dataset": "mnist1d", "device": "cpu"},
     # paper scale trains on CIFAR-10 when --netclaims-data-root holds a local copy
     "paper": {"min_seeds": 5, "dataset": "mnist1d", "dataset_with_root": "cifar10",
-              "device": "auto", "training": {}},
+              "device": "auto"},
 }
 
 DEFAULT_ARCHS = ("mlp", "convnet", "resnet18")

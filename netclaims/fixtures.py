@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from netclaims import data as datasets
-from netclaims.claims import SCALES
+from netclaims import models
 from netclaims.preflight import Architecture
 from netclaims.run import Run
 from netclaims.session import (
@@ -75,7 +75,7 @@ def arch(request: pytest.FixtureRequest) -> Architecture:
 
 
 def _spec(settings: Settings, arch: Architecture | str, fields: dict[str, Any]) -> RunSpec:
-    scaled = SCALES[settings.scale]["training"].get(str(arch), {})
+    scaled = models.scale_fields(str(arch), settings.scale)
     return RunSpec(model=str(arch), **{"dataset": settings.dataset, **scaled, **fields})
 
 

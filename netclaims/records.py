@@ -18,8 +18,9 @@ from typing import Any
 
 import pytest
 
+from netclaims import models
 from netclaims._io import write_text
-from netclaims.claims import DEFAULT_ARCHS, SCALES, ClaimInfo
+from netclaims.claims import DEFAULT_ARCHS, ClaimInfo
 from netclaims.compare import compare_reports, compare_table
 from netclaims.numerics import describe, fingerprint_differences
 from netclaims.pool import stop_workers
@@ -130,7 +131,8 @@ class Collector:
         prov = {**provenance(settings.device), "git_commit": _git_commit(self.config.rootpath),
                 "scale": settings.scale, "task": settings.dataset, "seeds": settings.seeds,
                 "architectures": settings.archs or list(DEFAULT_ARCHS),
-                "scaled_training": SCALES[settings.scale]["training"],
+                "scaled_training": {name: fields for name in models.available()
+                                    if (fields := models.scale_fields(name, settings.scale))},
                 "command": _command_line(),
                 "wall_seconds": round(time.time() - self.started, 1),
                 "training": self.training}

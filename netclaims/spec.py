@@ -1,7 +1,7 @@
 """Run specifications: a :class:`RunSpec` holds every knob that changes a trained model and
 nothing that does not (device, workers, progress display); its :attr:`RunSpec.key` is a
 canonical hash, the run's address in the store. Unset fields take the registry's training
-defaults (:data:`TRAINING_DEFAULTS`)."""
+defaults (:func:`netclaims.models.training_defaults`)."""
 
 from __future__ import annotations
 
@@ -32,26 +32,13 @@ SCHEDULES = ("constant", "step", "cosine")
 EVALUATIONS = ("every_epoch", "checkpoints")
 
 
-FALLBACK_DEFAULTS = {"optimizer": "adam", "lr": 1e-3, "lr_schedule": "constant",
-                     "batch_size": 100, "epochs": 20}
-
-
-TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
-    "mlp": {**FALLBACK_DEFAULTS, "epochs": 30},
-    # the MNIST-1D paper trains its CNN with Adam at 1e-2; cosine decay steadies the end
-    "convnet": {**FALLBACK_DEFAULTS, "lr": 1e-2, "lr_schedule": "cosine", "epochs": 30},
-    "resnet18": dict(FALLBACK_DEFAULTS),
-    "vgg": dict(FALLBACK_DEFAULTS),
-    "transformer": {**FALLBACK_DEFAULTS, "epochs": 30},
-}
-"""Per-architecture defaults for the fields a RunSpec leaves unset."""
 
 
 @dataclass(frozen=True)
 class RunSpec:
     """Everything that determines a trained model.
 
-    Fields left as ``None`` take the registry's default for the model (``TRAINING_DEFAULTS``)
+    Fields left as ``None`` take the registry's default for the model (its ``training``)
     or the architecture (``batchnorm``), resolved when the spec is made, so the key reflects
     what was actually trained. ``checkpoint_epochs`` may include 0 (the initialization);
     ``checkpoint_steps`` are optimizer steps (e.g. inside the first epoch). ``evaluate``
@@ -110,7 +97,7 @@ class RunSpec:
         if self.dataset not in datasets.available():
             raise ValueError(f"unknown dataset {self.dataset!r}; "
                              f"available: {datasets.available()}")
-        defaults = TRAINING_DEFAULTS.get(self.model, FALLBACK_DEFAULTS)
+        defaults = models.training_defaults(self.model)
         for key, value in defaults.items():
             if getattr(self, key) is None:
                 set_(key, value)
@@ -169,7 +156,7 @@ class RunSpec:
     def label(self) -> str:
         """A short human-readable description for progress displays."""
         defaults = {f.name: f.default for f in fields(self)}
-        defaults.update(TRAINING_DEFAULTS.get(self.model, FALLBACK_DEFAULTS))
+        defaults.update(models.training_defaults(self.model))
         defaults["batchnorm"] = models.default_batchnorm(self.model)
         shown = ("width", "depth", "batchnorm", "label_noise", "dropout", "lr", "batch_size",
                  "epochs", "seed", "init", "weight_decay", "optimizer")

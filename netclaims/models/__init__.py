@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import inspect
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -34,23 +36,75 @@ from netclaims.models.user import (
 from netclaims.units import Stages, select_layers
 
 Factory = Callable[..., nn.Module]
-_REGISTRY: dict[str, Factory] = {}
+
+TRAINING_FALLBACK: dict[str, Any] = {"optimizer": "adam", "lr": 1e-3,
+                                     "lr_schedule": "constant", "batch_size": 100,
+                                     "epochs": 20}
+"""Training defaults of an architecture that declares none (a user's factory)."""
 
 
-def register(name: str) -> Callable[[Factory], Factory]:
+@dataclass(frozen=True)
+class ModelEntry:
+    """Everything netclaims knows about a registered architecture, in one place (in the
+    spirit of timm's ``register_model`` with its ``default_cfgs``): its factory, the defaults
+    of the training fields a run spec leaves unset, what each scale changes in its specs
+    (smoke scale shrinks the ResNet), and the epochs it needs to fit the claims' small task
+    with shuffled labels (the memorization protocols)."""
+
+    factory: Factory
+    training: Mapping[str, Any] = field(default_factory=lambda: dict(TRAINING_FALLBACK))
+    scales: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    memorize_epochs: int | None = None
+
+
+_REGISTRY: dict[str, ModelEntry] = {}
+
+
+def register(name: str, *, training: Mapping[str, Any] | None = None,
+             scales: Mapping[str, Mapping[str, Any]] | None = None,
+             memorize_epochs: int | None = None) -> Callable[[Factory], Factory]:
     """Register an architecture factory ``(input_shape, num_classes, *, width, depth,
-    batchnorm, dropout) -> nn.Module`` under ``name``."""
+    batchnorm, dropout) -> nn.Module`` under ``name``, with its training defaults (over
+    :data:`TRAINING_FALLBACK`), per-scale spec fields and memorization epochs."""
     def wrap(factory: Factory) -> Factory:
         if name in _REGISTRY:
             raise ValueError(f"a model named {name!r} is already registered")
-        _REGISTRY[name] = factory
+        _REGISTRY[name] = ModelEntry(factory, {**TRAINING_FALLBACK, **(training or {})},
+                                     dict(scales or {}), memorize_epochs)
         return factory
     return wrap
 
 
-for _name, _cls in (("mlp", MLP), ("convnet", ConvNet), ("resnet18", PreActResNet18),
-                    ("vgg", VGG), ("transformer", PatchTransformer)):
-    register(_name)(_cls)
+register("mlp", training={"epochs": 30}, memorize_epochs=40)(MLP)
+# the MNIST-1D paper trains its CNN with Adam at 1e-2; cosine decay steadies the end
+register("convnet", training={"lr": 1e-2, "lr_schedule": "cosine", "epochs": 30},
+         memorize_epochs=40)(ConvNet)
+# smoke scale: one block per stage at k = 8, 10 epochs, to fit 2 CPU cores
+register("resnet18", scales={"smoke": {"width": 0.5, "depth": 0.5, "epochs": 10}},
+         memorize_epochs=25)(PreActResNet18)
+register("vgg", scales={"smoke": {"epochs": 10}})(VGG)
+register("transformer", training={"epochs": 30})(PatchTransformer)
+
+
+def training_defaults(name: str) -> dict[str, Any]:
+    """The defaults of the training fields a run spec of architecture ``name`` leaves
+    unset (:data:`TRAINING_FALLBACK` for a user's factory)."""
+    entry = _REGISTRY.get(name)
+    return dict(entry.training if entry is not None else TRAINING_FALLBACK)
+
+
+def scale_fields(name: str, scale: str) -> dict[str, Any]:
+    """The spec fields architecture ``name`` takes at ``scale`` (a claim's own fields win)."""
+    entry = _REGISTRY.get(name)
+    return dict(entry.scales.get(scale, {})) if entry is not None else {}
+
+
+def memorize_epochs(name: str, default: int = 40) -> int:
+    """Epochs that fit the claims' small task with shuffled labels (measured for the
+    registry's models: the MLP reaches 99% training accuracy at epoch 25, the conv net at 21,
+    the smoke ResNet 98.3% at 20); ``default`` for others."""
+    entry = _REGISTRY.get(name)
+    return entry.memorize_epochs if entry is not None and entry.memorize_epochs else default
 
 
 def available() -> list[str]:
@@ -81,7 +135,7 @@ def factory_of(name: str) -> Factory:
 def _factory(name: str) -> Factory:
     if name not in _REGISTRY:
         raise ValueError(f"unknown model {name!r}; available: {available()}")
-    return _REGISTRY[name]
+    return _REGISTRY[name].factory
 
 
 def _fans(weight: torch.Tensor) -> tuple[int, int]:
@@ -165,6 +219,7 @@ def stages_of(model: nn.Module) -> Stages:
     return Stages.from_mapping(default_stages(select_layers(model, "auto")), model)
 
 
-__all__ = ["INITS", "FactoryError", "VariantUnavailable", "available", "create",
-           "default_batchnorm", "factory_of", "initialize", "is_user_spec", "register",
-           "resolve_factory", "source_digest", "stages_of"]
+__all__ = ["INITS", "TRAINING_FALLBACK", "FactoryError", "ModelEntry", "VariantUnavailable",
+           "available", "create", "default_batchnorm", "factory_of", "initialize",
+           "is_user_spec", "memorize_epochs", "register", "resolve_factory", "scale_fields",
+           "source_digest", "stages_of", "training_defaults"]
