@@ -10,7 +10,16 @@ import pytest
 from scipy import stats as sps
 
 from netclaims import stats
-from netclaims.stats import Estimate, Evidence, Outcome, Rule, judge, seed_mean, seed_paired
+from netclaims.stats import (
+    Estimate,
+    Evidence,
+    Outcome,
+    Rule,
+    correlations,
+    judge,
+    seed_mean,
+    seed_paired,
+)
 
 
 def _est(value, lo, hi, n=5, p=0.01):
@@ -286,7 +295,7 @@ def test_mean_correlation_monte_carlo_p_agrees_with_the_exact_p(monkeypatch):
     rng = np.random.default_rng(3)
     samples = [(np.arange(5.0), rng.permutation(5) + 0.3 * np.arange(5)) for _ in range(2)]
     exact = stats.mean_correlation(samples)
-    monkeypatch.setattr(stats, "EXACT_PERMUTATIONS", 0)  # force the seeded resamples
+    monkeypatch.setattr(correlations, "EXACT_PERMUTATIONS", 0)  # force the seeded resamples
     sampled = stats.mean_correlation(samples, n_resamples=4000)
     assert 0.05 < exact.p_value < 0.95
     assert 0 < sampled.p_value <= 1 and abs(sampled.p_value - exact.p_value) < 0.04
