@@ -76,12 +76,21 @@ def claims_in(claims_dir: Path) -> list[ClaimInfo]:
     infos = []
     paths = sorted(claims_dir.glob("test_*.py"))
     conftest = claims_dir / "conftest.py"
-    for path in ([conftest] if conftest.exists() else []) + paths:
-        spec = importlib.util.spec_from_file_location(f"_netclaims_claims_{path.stem}", path)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        infos += [fn.netclaims_claim for fn in vars(module).values()
-                  if hasattr(fn, "netclaims_claim")]
+    folder = str(claims_dir.resolve())
+    added = folder not in sys.path
+    if added:  # as pytest's default import mode does: the files import their helper modules
+        sys.path.insert(0, folder)
+    try:
+        for path in ([conftest] if conftest.exists() else []) + paths:
+            spec = importlib.util.spec_from_file_location(f"_netclaims_claims_{path.stem}",
+                                                          path)
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+            infos += [fn.netclaims_claim for fn in vars(module).values()
+                      if hasattr(fn, "netclaims_claim")]
+    finally:
+        if added:
+            sys.path.remove(folder)
     return infos
 
 
