@@ -26,107 +26,35 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from fractions import Fraction
 from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-import torch
-from matplotlib.ticker import NullFormatter
-
-from netclaims import models, stats
-from netclaims.claims import claim
-from netclaims.metrics import (
-    ablation_curve,
-    prunable_fraction,
-    redundant_fraction,
-    width_gain,
+from _fu import (
+    BASE_WIDTH,
+    FRIVOLOUS,
+    INIT_CONDITIONS,
+    INITIALIZATIONS,
+    PLAIN,
+    RANDOM_LABELS,
+    REGULARIZERS,
+    SHORT_FACTORS,
+    TEACHER_CONDITIONS,
+    WIDTH_FACTORS,
+    WidthSeries,
+    frivolous_gain,
+    gain_figure,
+    gains_of,
+    measures_of,
+    plain_gain,
+    width_axis,
+    zoos_of,
 )
+
+from netclaims import stats
+from netclaims.claims import claim
 from netclaims.stats import Evidence, Rule
-from netclaims.units import collect
-
-WIDTH_FACTORS = (0.25, 0.5, 1.0, 2.0, 4.0)
-SHORT_FACTORS = (0.25, 1.0, 4.0)
-BASE_WIDTH = 0.25
-"""The 1x model's width multiplier: a quarter of the registry's default."""
-PRUNE_FRACTIONS = tuple(np.linspace(0, 1, 7))
-PRUNE_DRAWS = 3
-EVAL_SAMPLES = 500
-REGULARIZERS = {"dropout": {"dropout": 0.2}, "weight decay": {"weight_decay": 5e-4},
-                "augmentation": {"augmentation": "auto"}}
-INITIALIZATIONS = ("he_normal", "glorot_normal", "lecun_normal")
-TEACHER_DIMS = (10, 1000)
-"""Input dimensions of the teacher task (paper: 10 and 10,000)."""
-
-
-def _measures(run) -> dict[str, float]:
-    """Test accuracy, prunable and redundant fractions of one net (raw, before the k/4
-    scaling), cached beside the run."""
-    def compute() -> dict[str, torch.Tensor]:
-        model = run.model
-        layers = models.stages_of(model).layers
-        x, y = run.data.x_test[:EVAL_SAMPLES], run.data.y_test[:EVAL_SAMPLES]
-        curve = ablation_curve(model, x, y, layers, fractions=PRUNE_FRACTIONS,
-                               orderings=PRUNE_DRAWS, measure="unchanged", per_position=True,
-                               seed=run.spec.seed)
-        acts = collect(model, x, layers, reduce="none")
-        redundancy = np.mean([redundant_fraction(acts[layer]) for layer in layers])
-        return {"prunable": torch.tensor(prunable_fraction(curve.x, curve.values)),
-                "redundant": torch.tensor(float(redundancy)),
-                "accuracy": torch.tensor(float(run.history.iloc[-1]["test_acc"]))}
-
-    params = {"fractions": list(PRUNE_FRACTIONS), "draws": PRUNE_DRAWS,
-              "samples": EVAL_SAMPLES}
-    return {k: float(v) for k, v in run.derived("frivolous", params, compute).items()}
-
-
-class WidthSeries:
-    """Measures of a width series: ``values[measure]`` is a ``(seeds, widths)`` array, with
-    prunable, redundant and non-prunable counts in units of the 4x model (× k/4)."""
-
-    def __init__(self, factors: Sequence[float], runs: dict[float, list]) -> None:
-        self.factors = list(factors)
-        raw = {f: [_measures(r) for r in runs[f]] for f in self.factors}
-        scale = np.array(self.factors) / max(self.factors)
-        column = lambda key: np.array([[m[key] for m in raw[f]] for f in self.factors]).T  # noqa: E731
-        self.values = {"prunable": column("prunable") * scale,
-                       "redundant": column("redundant") * scale,
-                       "non-prunable": (1 - column("prunable")) * scale,
-                       "accuracy": column("accuracy")}
-
-    @property
-    def seeds(self) -> int:
-        return self.values["accuracy"].shape[0]
-
-    def gain(self, measure: str, seeds: np.ndarray | None = None) -> float:
-        """g of the mean-over-seeds curve of ``measure`` (over the given seed indices);
-        NaN when every doubling has a zero."""
-        rows = self.values[measure] if seeds is None else self.values[measure][seeds]
-        try:
-            return width_gain(self.factors, rows.mean(0))
-        except ValueError:
-            return float("nan")
-
-
-PLAIN = {"plain": {}}
-RANDOM_LABELS = {"random labels": {"label_noise": 1.0}}
-INIT_CONDITIONS = {init: {"init": init} for init in INITIALIZATIONS}
-TEACHER_CONDITIONS = {f"dim {dim}": {"dataset": "teacher", "dataset_options": {"dim": dim}}
-                      for dim in TEACHER_DIMS}
-"""The teacher task replaces the small task (``task={}``)."""
-
-
-def _zoos(arch) -> list[tuple[tuple[str, ...], dict, Sequence[float], dict | None]]:
-    """``(claims that read it, conditions, factors, task)`` of every width series the
-    claims train on ``arch``, in claim order."""
-    zoos = [(("FU-1", "FU-2", "FU-3", "FU-4"), PLAIN, WIDTH_FACTORS, None),
-            (("FU-5",), {**RANDOM_LABELS, **PLAIN}, WIDTH_FACTORS, None),
-            (("FU-6",), {**PLAIN, **REGULARIZERS}, SHORT_FACTORS, None),
-            (("FU-7",), INIT_CONDITIONS, SHORT_FACTORS, None)]
-    if "feature_vectors" in arch.capabilities:
-        zoos.append((("FU-8",), TEACHER_CONDITIONS, WIDTH_FACTORS, {}))
-    return zoos
 
 
 @pytest.fixture
@@ -148,44 +76,12 @@ def width_series(arch, train_runs, prefetch_runs, seeds, small_task) -> Callable
 
     def make(conditions: Mapping[str, dict], factors: Sequence[float] = WIDTH_FACTORS,
              task: dict | None = None) -> dict[str, WidthSeries]:
-        for readers, *zoo in _zoos(arch):
-            prefetch_runs(arch, variants(*zoo), derive=_measures, readers=readers)
-        runs = iter(train_runs(arch, variants(conditions, factors, task), derive=_measures))
+        for readers, *zoo in zoos_of(arch):
+            prefetch_runs(arch, variants(*zoo), derive=measures_of, readers=readers)
+        runs = iter(train_runs(arch, variants(conditions, factors, task), derive=measures_of))
         return {name: WidthSeries(factors, {f: [next(runs) for _ in seeds] for f in factors})
                 for name in conditions}
     return make
-
-
-def _gain_estimate(series: WidthSeries, measure: str, name: str) -> stats.Estimate:
-    return stats.jackknife(lambda idx: series.gain(measure, idx), series.seeds, name=name)
-
-
-def _width_axis(ax, factors: Sequence[float]) -> None:
-    """A log width axis labelled with the width factors (¼x … 4x) only."""
-    ax.set_xscale("log")
-    ax.set_xticks(list(factors), [f"{Fraction(f).limit_denominator()}x" for f in factors])
-    ax.xaxis.set_minor_formatter(NullFormatter())
-    ax.set_xlabel("width factor")
-
-
-def _gain_figure(panels: dict[str, WidthSeries], measures: Sequence[str], title: str):
-    """Counts (in units of the 4x model) against width on log-log axes, g annotated."""
-    fig, axes = plt.subplots(1, len(measures), figsize=(4 * len(measures), 3.4),
-                             squeeze=False)
-    for ax, measure in zip(axes[0], measures, strict=True):
-        for label, series in panels.items():
-            mean = series.values[measure].mean(0)
-            shown = mean > 0
-            ax.plot(np.array(series.factors)[shown], mean[shown], marker="o",
-                    label=f"{label}: g={series.gain(measure):.2f}")
-        ax.plot(series.factors, np.array(series.factors) / max(series.factors), "k:",
-                label="width (g=2)")
-        ax.set(yscale="log", ylabel=f"{measure} units / 4x model size", title=measure)
-        _width_axis(ax, series.factors)
-        ax.legend(fontsize=7)
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig
 
 
 @claim("FU-1", finding="test accuracy does not degrade as width grows",
@@ -202,34 +98,25 @@ def test_FU_1_accuracy_does_not_degrade_with_width(arch, width_series, save_figu
     fig, ax = plt.subplots(figsize=(5, 3.5))
     ax.plot(series.factors, acc.T, marker="o", alpha=0.6)
     ax.set(ylabel="test accuracy (%)", title=f"FU-1 accuracy by width, {arch}")
-    _width_axis(ax, series.factors)
+    width_axis(ax, series.factors)
     save_figure(fig, "accuracy-by-width")
     est = replace(stats.mean_difference(acc[:, -1], acc[:, 0], paired=True),
                   statistic="accuracy(4x) - accuracy(1/4x), points")
     return Evidence(est, {"accuracy_by_width": acc.mean(0).tolist()})
 
 
-def _plain_gain(cid: str, arch, width_series, save_figure, measure: str) -> Evidence:
-    """g(measure) of the plain width series, with the counts by width kept."""
-    series = width_series(PLAIN)["plain"]
-    save_figure(_gain_figure({"plain": series}, ("prunable", "redundant", "non-prunable"),
-                             f"{cid} frivolous units by width, {arch}"), "gains")
-    return Evidence(_gain_estimate(series, measure, f"g({measure})"),
-                    {f"mean_{measure}": series.values[measure].mean(0).tolist()})
-
-
 @claim("FU-2", finding="prunable units outpace width growth",
        rule=Rule("greater", reference=2.0), requires=["stages", "width"])
 def test_FU_2_prunable_units_outpace_width(arch, width_series, save_figure):
     """g(prunable) > 2 (paper Fig. 3a, 4)."""
-    return _plain_gain("FU-2", arch, width_series, save_figure, "prunable")
+    return plain_gain("FU-2", arch, width_series, save_figure, "prunable")
 
 
 @claim("FU-3", finding="redundant units outpace or keep pace with width growth",
        rule=Rule("greater", reference=2.0, inclusive=True), requires=["stages", "width"])
 def test_FU_3_redundant_units_keep_pace_with_width(arch, width_series, save_figure):
     """g(redundant) ≥ 2 (paper Fig. 3b, 4)."""
-    return _plain_gain("FU-3", arch, width_series, save_figure, "redundant")
+    return plain_gain("FU-3", arch, width_series, save_figure, "redundant")
 
 
 @claim("FU-4", finding="non-prunable units grow slower than width",
@@ -241,26 +128,7 @@ def test_FU_4_non_prunable_units_grow_slower(arch, width_series, save_figure):
     is FU-2's count seen from the other side, not independent evidence; the catalogue states
     both, so both are reported.
     """
-    return _plain_gain("FU-4", arch, width_series, save_figure, "non-prunable")
-
-
-FRIVOLOUS = ("prunable", "redundant")
-
-
-def _gains(series: dict[str, WidthSeries]) -> dict[tuple[str, str], Callable]:
-    """g(prunable) and g(redundant) of each series as functions of the seeds used, leaving
-    out a gain that is undefined on every seed (no unit of that kind at any width)."""
-    out = {}
-    for name, s in series.items():
-        for measure in FRIVOLOUS:
-            if np.isfinite(s.gain(measure)):
-                out[name, measure] = partial(s.gain, measure)
-    return out
-
-
-def _frivolous_gain(gains: dict[tuple[str, str], float], series: str) -> float:
-    """g of frivolous units of a series: the larger of its prunable and redundant gains."""
-    return max(v for (name, _), v in gains.items() if name == series)
+    return plain_gain("FU-4", arch, width_series, save_figure, "non-prunable")
 
 
 @claim("FU-5", finding="frivolous units also proliferate in nets trained on random labels",
@@ -275,11 +143,11 @@ def test_FU_5_frivolous_units_with_random_labels(arch, width_series, save_figure
     """
     both = width_series({**RANDOM_LABELS, **PLAIN})
     random, plain = both["random labels"], both["plain"]
-    save_figure(_gain_figure({"true labels": plain, "random labels": random},
+    save_figure(gain_figure({"true labels": plain, "random labels": random},
                              ("prunable", "redundant"), f"FU-5 random labels, {arch}"),
                 "random-label-gains")
-    est = stats.simultaneous(_gains({"random": random}), random.seeds,
-                             partial(_frivolous_gain, series="random"),
+    est = stats.simultaneous(gains_of({"random": random}), random.seeds,
+                             partial(frivolous_gain, series="random"),
                              name="g(prunable or redundant), random labels")
     return Evidence(est, {"g_prunable": random.gain("prunable"),
                           "g_redundant": random.gain("redundant")})
@@ -307,7 +175,7 @@ def test_FU_6_regularizers_change_trends_modestly(arch, width_series, save_figur
     changes = {(name, m): partial(change, measure=m, series=s)
                for name, s in regularized.items() for m in FRIVOLOUS}
 
-    save_figure(_gain_figure({"plain": plain, **regularized}, ("prunable", "redundant"),
+    save_figure(gain_figure({"plain": plain, **regularized}, ("prunable", "redundant"),
                              f"FU-6 regularizers, {arch}"), "regularizer-gains")
     est = stats.simultaneous(changes, plain.seeds, lambda v: max(v.values()),
                              name="max |g(regularized) - g(plain)| / g(plain)")
@@ -335,7 +203,7 @@ def test_FU_7_initialization_trades_prunable_for_redundant(arch, width_series, s
         dr = series[high].gain("redundant", idx) - series[low].gain("redundant", idx)
         return dp * dr
 
-    save_figure(_gain_figure(series, ("prunable", "redundant"),
+    save_figure(gain_figure(series, ("prunable", "redundant"),
                              f"FU-7 initializations, {arch}"), "initialization-gains")
     est = stats.simultaneous({low: partial(product, low=low) for low in lows},
                              series[high].seeds, lambda v: max(v.values()),
@@ -360,12 +228,12 @@ def test_FU_8_frivolous_units_on_teacher_data(arch, width_series, save_figure):
     paper's MLPs.
     """
     series = width_series(TEACHER_CONDITIONS, task={})
-    save_figure(_gain_figure(series,
+    save_figure(gain_figure(series,
                              ("prunable", "redundant"), f"FU-8 teacher task, {arch}"),
                 "teacher-gains")
     seeds = next(iter(series.values())).seeds
     est = stats.simultaneous(
-        _gains(series), seeds, lambda v: min(_frivolous_gain(v, dim) for dim in series),
+        gains_of(series), seeds, lambda v: min(frivolous_gain(v, dim) for dim in series),
         name="min over dims of g(prunable or redundant)")
     return Evidence(est, {d: {m: s.gain(m) for m in ("prunable", "redundant")}
                           for d, s in series.items()})
