@@ -1,4 +1,4 @@
-"""The generalization zoo's design (claims/test_intraclass_clustering.py): the paper's pairing
+"""The generalization zoo's design (claims/_ic.py): the paper's pairing
 rules, every axis varied within groups, and the hierarchical task per scale."""
 
 import importlib.util
@@ -9,7 +9,7 @@ import pytest
 
 from netclaims.metrics import group_taus
 
-PATH = Path(__file__).parents[1] / "claims" / "test_intraclass_clustering.py"
+PATH = Path(__file__).parents[1] / "claims" / "_ic.py"
 
 
 def _load(path: Path, name: str):
@@ -21,8 +21,7 @@ def _load(path: Path, name: str):
 
 @pytest.fixture
 def ic():
-    _load(PATH.parent / "conftest.py", "claims_conftest")  # the suite declares its papers
-    return _load(PATH, "ic_claims")
+    return _load(PATH, "ic_protocol")
 
 
 @pytest.mark.parametrize(("scale", "models"), [("smoke", 26), ("paper", 108)])
