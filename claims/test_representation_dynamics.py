@@ -22,50 +22,42 @@ per seed; CIs over seeds.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from functools import partial
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 import torch
+from _rd import (
+    CKA_SAMPLES,
+    CLEAN,
+    NARROW,
+    NOISY,
+    SMOOTHING,
+    TRANSITION_TOLERANCE,
+    blocks,
+    dynamics_figure,
+    epoch_ticks,
+    families_of,
+    heatmap_figure,
+    heatmaps,
+    init_minus_best,
+    off_diagonal_mean,
+    perfect_fit_epoch,
+    probes_of,
+    rd_zoo,
+    unit_layers,
+)
 
-from netclaims import models, stats
-from netclaims.claims import checkpoint_schedule, claim
+from netclaims import stats
+from netclaims.claims import claim
 from netclaims.metrics import (
     cka_matrix,
     decision_region_similarity,
     double_descent,
-    early_stopping_epoch,
     moving_average,
-    plane_predictions,
-    sample_triplets,
-    similarity_blocks,
-    train_linear_probe,
 )
 from netclaims.stats import Rule, seed_mean, seed_paired
 from netclaims.units import collect
-
-LABEL_NOISE = 0.2
-NARROW_WIDTH = 0.25
-CKA_SAMPLES = 1000
-DENSE_UNTIL, SPACED = 10, 5
-SMOOTHING = 5
-"""RD-6: test error is smoothed by a centered 5-epoch moving average before its minimum and
-peak are read, so that epoch-to-epoch noise is not taken for a second descent."""
-PROBE_EPOCHS = 20
-PLANES, RESOLUTION = 5, 20
-"""RD-10: DRS over 5 dbViz planes of 20 × 20 points (triplets of test inputs of three
-classes)."""
-TRANSITION_TOLERANCE = 0.1
-"""RD-9: a block boundary counts when within ±10% of the perfect-fitting epoch."""
-TRANSIENT_EPOCHS = 5
-"""RD-8, RD-9: checkpoints before epoch 5 are left out of the block detection: the onset of
-learning is itself a sharp change (sharper with clean labels), and the best split otherwise
-finds it (12 of 18 smoke MLP heatmaps split at epoch 2)."""
-
-CLEAN, NOISY, NARROW = "clean", "noisy", "narrow"
-FAMILIES = (CLEAN, NOISY, NARROW)
 
 
 @pytest.fixture
@@ -78,153 +70,16 @@ def rd_runs(arch, train_runs, read_runs, prefetch_runs, run_spec, seeds, small_t
     the session with one worker training a transformer while the others wait."""
     def make(family: str) -> list:
         if str(arch) != "transformer":
-            zoo, derive = _rd_zoo("transformer", (NOISY,), seeds, small_task_of("transformer"),
+            zoo, derive = rd_zoo("transformer", (NOISY,), seeds, small_task_of("transformer"),
                                   run_spec)
             prefetch_runs("transformer", zoo[NOISY], derive=derive, readers=("RD-9",))
-        families = (family,) if str(arch) == "transformer" else _families(arch)
-        zoo, derive = _rd_zoo(arch, families, seeds, small_task_of(arch), run_spec)
+        families = (family,) if str(arch) == "transformer" else families_of(arch)
+        zoo, derive = rd_zoo(arch, families, seeds, small_task_of(arch), run_spec)
         runs = train_runs(arch, [v for group in zoo.values() for v in group], derive=derive,
                           read=False)
         start = list(zoo).index(family) * len(seeds)
         return read_runs(runs[start:start + len(seeds)])
     return make
-
-
-def _families(arch) -> tuple[str, ...]:
-    """The families an architecture is trained in: the narrow one needs a width knob (only
-    RD-3 reads it)."""
-    return FAMILIES if "width" in arch.capabilities else (CLEAN, NOISY)
-
-
-def _rd_zoo(arch, families: Sequence[str], seeds: list[int], small_task: dict,
-            run_spec) -> tuple[dict[str, list[dict]], partial]:
-    """The variants of some of an architecture's families (``{family: [fields per seed]}``)
-    and the measures its workers derive."""
-    epochs = 2 * small_task["epochs"]
-    base = {"epochs": epochs, "lr_schedule": "constant"}
-    if "dataset_options" in small_task:
-        base["dataset_options"] = small_task["dataset_options"]
-    base.update(checkpoint_schedule(epochs, 1, inside_first=0, dense_until=DENSE_UNTIL,
-                                    spaced=SPACED))
-    fields = {CLEAN: {"label_noise": 0.0}, NOISY: {"label_noise": LABEL_NOISE},
-              NARROW: {"label_noise": LABEL_NOISE, "width": NARROW_WIDTH}}
-    zoo = {family: [{"seed": s, "noise_seed": s, **base, **fields[family]} for s in seeds]
-           for family in families}
-    # RD-7 and RD-10 read probes of the noisy runs; the built-in transformer serves RD-9,
-    # which reads heatmaps alone
-    probed = frozenset() if str(arch) == "transformer" or NOISY not in zoo else frozenset(
-        run_spec(arch, **v).key for v in zoo[NOISY])
-    return zoo, partial(_measures, probed=probed)
-
-
-def _measures(run, probed: frozenset[str]) -> None:
-    """What the claims read of a run, computed where it trained: its CKA heatmaps, and the
-    probes of the runs whose keys are in ``probed``."""
-    _heatmaps(run)
-    if run.spec.key in probed:
-        _probes(run)
-
-
-def _unit_layers(model) -> list[str]:
-    return models.stages_of(model).layers
-
-
-def _heatmaps(run) -> dict[str, np.ndarray]:
-    """``{"epoch": (E,), layer: (E, E) CKA}`` over the run's checkpoints (cached beside it)."""
-    def compute() -> dict[str, torch.Tensor]:
-        reps: dict[str, list[torch.Tensor]] = {}
-        epochs = []
-        x = run.data.x_test[:CKA_SAMPLES]
-        for name, epoch in run.timeline:
-            model = run.checkpoint_named(name)
-            acts = collect(model, x, _unit_layers(model), reduce="none")
-            for layer, a in acts.items():
-                reps.setdefault(layer, []).append(a.flatten(1))
-            epochs.append(epoch)
-        out = {layer: torch.from_numpy(cka_matrix(r)) for layer, r in reps.items()}
-        return {"epoch": torch.tensor(epochs, dtype=torch.float64), **out}
-
-    cached = run.derived("cka-heatmaps", {"samples": CKA_SAMPLES}, compute)
-    return {k: v.numpy() for k, v in cached.items()}
-
-
-def _perfect_fit_epoch(run) -> float:
-    """First epoch with 100% training accuracy on the labels as trained (NaN if none)."""
-    history = run.history
-    fitted = history.loc[history["train_acc"] >= 1.0, "epoch"]
-    return float(fitted.iloc[0]) if len(fitted) else math.nan
-
-
-def _probes(run) -> dict[str, np.ndarray]:
-    """Per checkpoint: test error of linear probes on the first and the deepest unit layer,
-    and their predictions on the dbViz planes (cached beside the run)."""
-    def compute() -> dict[str, torch.Tensor]:
-        data = run.data
-        triplets = sample_triplets(data.y_test[:CKA_SAMPLES], PLANES, seed=run.spec.seed)
-        errors, planes = [], []
-        for name, _ in run.timeline:
-            model = run.checkpoint_named(name)
-            layers = _unit_layers(model)
-            chosen = [layers[0], layers[-1]]
-            train = collect(model, data.x_train, chosen, reduce="none")
-            test = collect(model, data.x_test[:CKA_SAMPLES], chosen, reduce="none")
-            row_err, row_planes = [], []
-            for layer in chosen:
-                probe = train_linear_probe(train[layer], data.y_train,
-                                           num_classes=data.num_classes, epochs=PROBE_EPOCHS,
-                                           seed=run.spec.seed)
-                with torch.no_grad():
-                    predicted = probe(test[layer].flatten(1)).argmax(-1)
-                row_err.append(float((predicted != data.y_test[:CKA_SAMPLES]).double().mean()))
-
-                def predict(points, model=model, layer=layer, probe=probe):
-                    feats = collect(model, points, [layer], reduce="none")[layer]
-                    return probe(feats.flatten(1))
-                row_planes.append(plane_predictions(predict, data.x_test[:CKA_SAMPLES],
-                                                    triplets, resolution=RESOLUTION))
-            errors.append(row_err)
-            planes.append(torch.stack(row_planes))
-        return {"error": torch.tensor(errors, dtype=torch.float64),
-                "planes": torch.stack(planes)}
-
-    params = {"samples": CKA_SAMPLES, "probe_epochs": PROBE_EPOCHS, "planes": PLANES,
-              "resolution": RESOLUTION}
-    return {k: v.numpy() for k, v in run.derived("probes", params, compute).items()}
-
-
-def _epoch_ticks(ax, epochs: np.ndarray) -> None:
-    """Label a checkpoint × checkpoint image's axes with the checkpoints' epochs."""
-    ticks = np.linspace(0, len(epochs) - 1, 4).round().astype(int)
-    ax.set_xticks(ticks, [f"{epochs[t]:g}" for t in ticks], fontsize=6)
-    ax.set_yticks(ticks, [f"{epochs[t]:g}" for t in ticks], fontsize=6)
-
-
-def _heatmap_figure(runs_by_family: dict[str, object], arch, save_figure, name: str):
-    """CKA heatmaps epoch × epoch for every unit layer (columns), one row per family (first
-    seed), the perfect-fitting epoch marked."""
-    families = list(runs_by_family)
-    first = runs_by_family[families[0]]
-    layers = _unit_layers(first.model)
-    fig, axes = plt.subplots(len(families), len(layers),
-                             figsize=(2.2 * len(layers) + 1, 2.2 * len(families) + 0.6),
-                             squeeze=False)
-    for row, family in zip(axes, families, strict=True):
-        run = runs_by_family[family]
-        maps = _heatmaps(run)
-        epochs = maps["epoch"]
-        fit = _perfect_fit_epoch(run)
-        for ax, layer in zip(row, layers, strict=True):
-            image = ax.imshow(maps[layer], vmin=0, vmax=1, cmap="magma", origin="lower")
-            _epoch_ticks(ax, epochs)
-            if math.isfinite(fit):
-                index = float(np.interp(fit, epochs, np.arange(len(epochs))))
-                ax.axvline(index, color="cyan", lw=0.8)
-                ax.axhline(index, color="cyan", lw=0.8)
-            ax.set_title(f"{family}: {layer}", fontsize=7)
-    fig.colorbar(image, ax=axes, shrink=0.6, label="linear CKA")
-    fig.suptitle(f"CKA between checkpoints (epochs), perfect fitting in cyan, {arch}",
-                 fontsize=9)
-    save_figure(fig, name)
 
 
 # --------------------------------------------------------------------------- RD-1 … RD-4
@@ -242,28 +97,10 @@ def test_RD_1_first_layer_stays_near_init(arch, rd_runs, save_figure):
     clean, noisy = rd_runs(CLEAN), rd_runs(NOISY)
     values = []
     for run in clean:
-        maps = _heatmaps(run)
-        values.append(float(maps[_unit_layers(run.model)[0]][:, 0].min()))
-    _heatmap_figure({CLEAN: clean[0], NOISY: noisy[0]}, arch, save_figure, "cka-heatmaps")
+        maps = heatmaps(run)
+        values.append(float(maps[unit_layers(run.model)[0]][:, 0].min()))
+    heatmap_figure({CLEAN: clean[0], NOISY: noisy[0]}, arch, save_figure, "cka-heatmaps")
     return seed_mean(values, statistic="min over t of CKA(first layer at t, init)")
-
-
-def _init_minus_best(run) -> float:
-    """CKA(final, init) − CKA(final, best early-stopping epoch) of the first unit layer."""
-    maps = _heatmaps(run)
-    column = maps[_unit_layers(run.model)[0]][-1]
-    epochs = maps["epoch"]
-    accuracy = run.history.set_index("epoch").loc[[int(e) for e in epochs], "test_acc"]
-    best = early_stopping_epoch(epochs, accuracy.to_numpy(), _perfect_fit_epoch(run))
-    return float(column[0] - column[int(np.flatnonzero(epochs == best)[0])])
-
-
-def _blocks(maps: dict[str, np.ndarray], layer: str) -> tuple[float, float]:
-    """The two-block split of a layer's heatmap after the initial transient
-    (:data:`TRANSIENT_EPOCHS`): its contrast and the epoch where the second block starts."""
-    split = similarity_blocks(maps[layer],
-                              skip=int(np.searchsorted(maps["epoch"], TRANSIENT_EPOCHS)))
-    return split.contrast, float(maps["epoch"][split.start])
 
 
 @claim("RD-2", finding="in the perfect-fitting regime the first layer is closer to its "
@@ -278,9 +115,9 @@ def test_RD_2_first_layer_returns_towards_init(arch, rd_runs):
     early-stopping epoch lies before it); per seed.
     """
     runs = rd_runs(NOISY)
-    values = [_init_minus_best(r) for r in runs]
+    values = [init_minus_best(r) for r in runs]
     return seed_mean(values, statistic="CKA(final, init) - CKA(final, best epoch), first layer",
-                     details={"perfect_fit_epochs": [_perfect_fit_epoch(r) for r in runs]})
+                     details={"perfect_fit_epochs": [perfect_fit_epoch(r) for r in runs]})
 
 
 @claim("RD-3", finding="the return towards initialization needs width", rule=Rule("greater"),
@@ -291,7 +128,7 @@ def test_RD_3_return_needs_width(arch, rd_runs):
     Scaled protocol: noisy runs at width 1 and 0.25, paired by seed.
     """
     wide, narrow = rd_runs(NOISY), rd_runs(NARROW)
-    return seed_paired([_init_minus_best(r) for r in wide], [_init_minus_best(r) for r in narrow],
+    return seed_paired([init_minus_best(r) for r in wide], [init_minus_best(r) for r in narrow],
                        statistic="RD-2 statistic, width 1 - width 1/4")
 
 
@@ -309,7 +146,7 @@ def test_RD_4_own_init_barely_closer_than_another(arch, rd_runs):
     values = []
     for i, run in enumerate(runs):
         other = runs[(i + 1) % len(runs)]
-        layer = _unit_layers(run.model)[0]
+        layer = unit_layers(run.model)[0]
         reps = [collect(m, x, [layer], reduce="none")[layer].flatten(1)
                 for m in (run.model, run.checkpoint(0), other.checkpoint(0))]
         cka = cka_matrix(reps[:1], reps[1:])[0]
@@ -318,10 +155,6 @@ def test_RD_4_own_init_barely_closer_than_another(arch, rd_runs):
 
 
 # --------------------------------------------------------------------------- RD-5 … RD-8
-
-
-def _off_diagonal_mean(heatmap: np.ndarray) -> float:
-    return float(heatmap[~np.eye(heatmap.shape[0], dtype=bool)].mean())
 
 
 @claim("RD-5", finding="with label noise the deeper layers evolve much more", rule=Rule("less"),
@@ -333,36 +166,10 @@ def test_RD_5_noise_makes_deep_layers_churn(arch, rd_runs):
     Scaled protocol: paired by seed (same initialization, same data order).
     """
     def deepest(run) -> float:
-        return _off_diagonal_mean(_heatmaps(run)[_unit_layers(run.model)[-1]])
+        return off_diagonal_mean(heatmaps(run)[unit_layers(run.model)[-1]])
 
     return seed_paired([deepest(r) for r in rd_runs(NOISY)], [deepest(r) for r in rd_runs(CLEAN)],
                        statistic="off-diagonal CKA of the deepest layer, noisy - clean")
-
-
-def _dynamics_figure(runs, arch, save_figure):
-    """Test error over training (every epoch, smoothed dashed) and probe test error at the
-    checkpoints, first and deepest unit layer; perfect fitting marked."""
-    fig, axes = plt.subplots(1, len(runs), figsize=(3.4 * len(runs), 3.2), sharey=True,
-                             squeeze=False)
-    for ax, run in zip(axes[0], runs, strict=True):
-        history = run.history
-        error = 1 - history["test_acc"].to_numpy()
-        ax.plot(history["epoch"], error, color="black", lw=0.8, label="test error")
-        ax.plot(history["epoch"], moving_average(error, SMOOTHING), color="black", ls="--", lw=0.8)
-        probes = _probes(run)["error"]
-        epochs = [e for _, e in run.timeline]
-        ax.plot(epochs, probes[:, 0], marker="o", ms=2, label="probe, first layer")
-        ax.plot(epochs, probes[:, 1], marker="o", ms=2, label="probe, deepest layer")
-        fit = _perfect_fit_epoch(run)
-        if math.isfinite(fit):
-            ax.axvline(fit, color="cyan", lw=0.8, label="perfect fitting")
-        ax.set(xlabel="epoch", title=f"seed {run.spec.seed}")
-    axes[0, 0].set_ylabel("test error")
-    axes[0, 0].legend(fontsize=6)
-    fig.suptitle(f"test and probe error over training, {LABEL_NOISE:.0%} label noise, {arch}",
-                 fontsize=9)
-    fig.tight_layout()
-    save_figure(fig, "error-over-training")
 
 
 @claim("RD-6", finding="with label noise the test error shows epoch-wise double descent",
@@ -381,7 +188,7 @@ def test_RD_6_epochwise_double_descent(arch, rd_runs, save_figure):
     shapes = [double_descent(moving_average(1 - r.history["test_acc"].to_numpy(), SMOOTHING))
               for r in runs]
     values = [shape.depth for shape in shapes]
-    _dynamics_figure(runs, arch, save_figure)
+    dynamics_figure(runs, arch, save_figure)
     return seed_mean(values, statistic="double-descent depth of test error",
                      details={"rise_and_fall": [(s.rise, s.fall) for s in shapes]})
 
@@ -399,9 +206,9 @@ def test_RD_7_probe_double_descent_in_deep_layers(arch, rd_runs, save_figure):
     runs = rd_runs(NOISY)
     values = []
     for run in runs:
-        error = _probes(run)["error"]
+        error = probes_of(run)["error"]
         values.append(double_descent(error[:, 1]).depth - double_descent(error[:, 0]).depth)
-    _dynamics_figure(runs, arch, save_figure)
+    dynamics_figure(runs, arch, save_figure)
     return seed_mean(values, statistic="probe double-descent depth, deepest - first")
 
 
@@ -418,8 +225,8 @@ def test_RD_8_similarity_blocks_sharper_with_noise(arch, rd_runs):
     by seed.
     """
     def contrast(run) -> float:
-        maps = _heatmaps(run)
-        return float(np.mean([_blocks(maps, layer)[0] for layer in _unit_layers(run.model)]))
+        maps = heatmaps(run)
+        return float(np.mean([blocks(maps, layer)[0] for layer in unit_layers(run.model)]))
 
     return seed_paired([contrast(r) for r in rd_runs(NOISY)], [contrast(r) for r in rd_runs(CLEAN)],
                        statistic="block contrast, noisy - clean")
@@ -443,14 +250,14 @@ def test_RD_9_transformer_transition_at_perfect_fit(arch, rd_runs, save_figure):
     runs = rd_runs(NOISY)
     values = []
     for run in runs:
-        maps = _heatmaps(run)
-        fit = _perfect_fit_epoch(run)
-        hits = [abs(_blocks(maps, layer)[1] - fit) <= TRANSITION_TOLERANCE * fit
-                for layer in _unit_layers(run.model)]
+        maps = heatmaps(run)
+        fit = perfect_fit_epoch(run)
+        hits = [abs(blocks(maps, layer)[1] - fit) <= TRANSITION_TOLERANCE * fit
+                for layer in unit_layers(run.model)]
         values.append(float(np.mean(hits)) if math.isfinite(fit) else 0.0)
-    _heatmap_figure({NOISY: runs[0]}, arch, save_figure, "cka-heatmaps")
+    heatmap_figure({NOISY: runs[0]}, arch, save_figure, "cka-heatmaps")
     return seed_mean(values, statistic="fraction of blocks with a transition at perfect fitting",
-                     details={"perfect_fit_epochs": [_perfect_fit_epoch(r) for r in runs]})
+                     details={"perfect_fit_epochs": [perfect_fit_epoch(r) for r in runs]})
 
 
 @claim("RD-10", finding="DRS agrees with CKA", rule=Rule("greater"), requires=["stages"])
@@ -465,8 +272,8 @@ def test_RD_10_drs_agrees_with_cka(arch, rd_runs, save_figure):
     runs = rd_runs(NOISY)
     values, shown = [], None
     for run in runs:
-        maps, planes = _heatmaps(run), _probes(run)["planes"]
-        layers = _unit_layers(run.model)
+        maps, planes = heatmaps(run), probes_of(run)["planes"]
+        layers = unit_layers(run.model)
         e = planes.shape[0]
         pairs = np.triu_indices(e, 1)
         rhos = []
@@ -483,7 +290,7 @@ def test_RD_10_drs_agrees_with_cka(arch, rd_runs, save_figure):
     for row, (layer, drs, cka, epochs) in zip(axes, shown, strict=True):
         for ax, grid, title in ((row[0], drs, "DRS"), (row[1], cka, "CKA")):
             ax.imshow(grid, vmin=0, vmax=1, cmap="magma", origin="lower")
-            _epoch_ticks(ax, epochs)
+            epoch_ticks(ax, epochs)
             ax.set_title(f"{title}: {layer}", fontsize=8)
             ax.set(xlabel="epoch", ylabel="epoch")
     fig.suptitle(f"DRS beside CKA between checkpoints (seed {runs[0].spec.seed}), {arch}",
