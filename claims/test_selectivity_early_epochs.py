@@ -30,59 +30,33 @@ from functools import partial
 import matplotlib.pyplot as plt
 import numpy as np
 import pytest
-import torch
-
-from netclaims import models, stats
-from netclaims.claims import ReadOnLookup, checkpoint_schedule, claim
-from netclaims.metrics import (
-    ablation_curve,
-    above_chance,
-    class_balance,
-    class_selectivity,
-    linear_cka,
-    live_units,
-    selectivity_order,
+from _se import (
+    EPOCHS,
+    FIRST_EPOCHS,
+    FOR,
+    FROM_0,
+    NONE,
+    OFF,
+    SE_NEEDS,
+    START_EPOCHS,
+    TRACED,
+    ablation_figure,
+    accuracy_figure,
+    conditions,
+    dynamics,
+    dynamics_if_traced,
+    early_stage_indices,
+    final_acc,
+    final_auc_gap,
+    peak_and_final,
+    peak_epoch,
+    selectivity_figure,
+    window_slopes,
 )
-from netclaims.regularizers import Regularizer
+
+from netclaims import stats
+from netclaims.claims import ReadOnLookup, checkpoint_schedule, claim
 from netclaims.stats import Evidence, Rule, seed_mean, seed_paired
-from netclaims.units import collect
-
-SE_NEEDS = ("stages", "three_stages", "nonnegative_units")
-"""The protocol reads early, intermediate and late stages."""
-EPOCHS = {"smoke": 20, "paper": 40}
-START_EPOCHS = (0, 1, 2, 3, 4, 5)
-OFF_AFTER = 4
-PAPER_ALPHA_AGAINST, PAPER_ALPHA_FOR, PAPER_CLASSES = -20.0, 5.0, 1000
-REGULARIZED = ("early", "intermediate")
-SI_SAMPLES = 1000
-ABLATION_SAMPLES = 500
-ORDERINGS = 5
-PEAK_WINDOW = 0.2
-"""SE-1/SE-2: the peak is looked for in the first 20% of training (after initialization)."""
-ABLATION_WINDOW = 5.0
-"""SE-6/SE-7: the early window of checkpoints (epochs after initialization) for the slopes."""
-FIRST_EPOCHS = 2.0
-"""SE-13: class over-representation is read at the checkpoints of the first 2 epochs."""
-
-NONE, FROM_0, OFF, FOR = "unregularized", "against from 0", "against 0-3, then off", "for 0-3"
-TRACED = (NONE, FROM_0)
-
-
-def _against(start: int, alpha: float, stop: int | None = None) -> Regularizer:
-    return Regularizer("selectivity", alpha, start=start + 1,
-                       stop=None if stop is None else stop + 1,
-                       params={"stages": list(REGULARIZED)})
-
-
-def conditions(num_classes: int) -> dict[str, tuple[Regularizer, ...]]:
-    """The nine regularizer conditions, α scaled by ln C / ln 1000."""
-    scale = math.log(num_classes) / math.log(PAPER_CLASSES)
-    against, favour = PAPER_ALPHA_AGAINST * scale, PAPER_ALPHA_FOR * scale
-    out = {NONE: ()}
-    out.update({f"against from {e}": (_against(e, against),) for e in START_EPOCHS})
-    out[OFF] = (_against(0, against, stop=OFF_AFTER),)
-    out[FOR] = (Regularizer("selectivity", favour, start=1, stop=OFF_AFTER + 1),)
-    return out
 
 
 @pytest.fixture
@@ -103,155 +77,8 @@ def se_runs(arch, train_runs, read_runs, run_spec, seeds, scale, claims_data,
                         **(traced if name in TRACED else {})} for s in seeds]
                 for name, regs in conditions(claims_data.num_classes).items()}
     runs = iter(train_runs(arch, [v for group in variants.values() for v in group],
-                           derive=_dynamics_if_traced, read=False))
+                           derive=dynamics_if_traced, read=False))
     return ReadOnLookup({name: [next(runs) for _ in seeds] for name in variants}, read_runs)
-
-
-def _dynamics(run) -> dict[str, np.ndarray]:
-    """Per checkpoint of a traced run (cached beside it): its epoch, mean SI per stage, linear
-    CKA between the last layers of the early and the late stage, the top-5 predicted-class
-    count on held-out data, and for unregularized runs, inside the early window and at the
-    end, the normalized ablation AUC of the early+intermediate and of the late units in
-    selective order (most selective first) and in 5 random orders (their mean)."""
-    def compute() -> dict[str, torch.Tensor]:
-        out: dict[str, list] = {k: [] for k in ("epoch", "si", "cka", "top5", "auc")}
-        timeline = run.timeline
-        last = timeline[-1][1]
-        for name, epoch in timeline:
-            model = run.checkpoint_named(name)
-            stages = models.stages_of(model)
-            x, y = run.data.x_test[:SI_SAMPLES], run.data.y_test[:SI_SAMPLES]
-            acts = collect(model, x, stages.layers)
-            si = [_stage_selectivity(acts, y, stages[stage]) for stage in stages.names]
-            full = collect(model, x, [stages[stages.names[0]][-1], stages[stages.names[-1]][-1]],
-                           reduce="none")
-            early, late = (t.flatten(1) for t in full.values())
-            with torch.no_grad():
-                logits = model(x)
-            auc = [np.nan] * 4
-            if not run.spec.regularizers and (0 < epoch <= ABLATION_WINDOW or epoch == last):
-                auc = _ablation_aucs(run, model, stages)
-            out["epoch"].append(epoch)
-            out["si"].append(si)
-            out["cka"].append(_cka_or_nan(early, late))
-            out["top5"].append(class_balance(logits, top=5))
-            out["auc"].append(auc)
-        return {k: torch.tensor(np.asarray(v, dtype=np.float64)) for k, v in out.items()}
-
-    params = {"si_samples": SI_SAMPLES, "ablation_samples": ABLATION_SAMPLES,
-              "orderings": ORDERINGS, "window": ABLATION_WINDOW, "units": "live",
-              "ablation": "per stage, ordered on held-out samples, chance-corrected"}
-    return {k: v.numpy() for k, v in run.derived("se-dynamics", params, compute).items()}
-
-
-def _dynamics_if_traced(run) -> None:
-    """:func:`_dynamics` of a run of a :data:`TRACED` condition (those with checkpoints
-    inside the first epoch), computed where it trained."""
-    if run.spec.checkpoint_steps:
-        _dynamics(run)
-
-
-def _cka_or_nan(x: torch.Tensor, y: torch.Tensor) -> float:
-    """Linear CKA, or NaN when a layer is dead (constant): a regularized net can lose a whole
-    stage, and only SE-8 reads CKA, on unregularized runs, where a NaN would surface as an
-    error with its reason."""
-    if bool((x.std(0) == 0).all()) or bool((y.std(0) == 0).all()):
-        return math.nan
-    return linear_cka(x, y)
-
-
-def _stage_selectivity(acts: dict[str, torch.Tensor], y: torch.Tensor,
-                       layers: list[str]) -> float:
-    """Mean SI over the live units of each layer, then over the stage's layers (NaN for a
-    stage without a live unit)."""
-    means = []
-    for layer in layers:
-        live = live_units(acts[layer])
-        if bool(live.any()):
-            means.append(float(class_selectivity(acts[layer][:, live], y).mean()))
-    return float(np.mean(means)) if means else math.nan
-
-
-def _ablation_aucs(run, model, stages) -> list[float]:
-    """[selective early+intermediate, random early+intermediate, selective late, random
-    late]. Each stage (the paper's module) is ablated on its own and the early and
-    intermediate AUCs are averaged; units are ordered by their SI on held-out test samples
-    (dead units at random positions), and the ablated net is scored on other test samples.
-    A checkpoint not yet above chance has no ablation curve (NaN): there is nothing to lose."""
-    split = min(ABLATION_SAMPLES, run.data.x_test.shape[0] // 2)  # a small test set: halves
-    x, y_abl = run.data.x_test[:split], run.data.y_test[:split]
-    if not above_chance(model, x, y_abl):
-        return [math.nan] * 4
-    x_si, y_si = run.data.x_test[split:], run.data.y_test[split:]
-    held_out = collect(model, x_si, stages.layers)
-    gen = torch.Generator().manual_seed(run.spec.seed)
-    out = []
-    for group in (list(REGULARIZED), [stages.names[-1]]):
-        aucs = []
-        for stage in (s for s in group if s in stages.names):
-            orders = {}
-            for layer in stages[stage]:
-                si = class_selectivity(held_out[layer], y_si)
-                order = selectivity_order(si, live_units(held_out[layer]), generator=gen)
-                randoms = [torch.randperm(order.numel(), generator=gen)
-                           for _ in range(ORDERINGS)]
-                orders[layer] = torch.stack([order, *randoms])
-            curve = ablation_curve(model, x, y_abl, stages[stage], orderings=orders)
-            aucs.append((float(curve.aucs[0]), float(curve.aucs[1:].mean())))
-        out += [float(np.mean([a for a, _ in aucs])), float(np.mean([b for _, b in aucs]))]
-    return out
-
-
-def _final_acc(run) -> float:
-    return float(run.history["test_acc"].iloc[-1]) * 100
-
-
-def _peak_and_final(dyn: dict, stage: int) -> tuple[float, float]:
-    epochs, si = dyn["epoch"], dyn["si"][:, stage]
-    window = (epochs > 0) & (epochs <= PEAK_WINDOW * epochs[-1])
-    return float(si[window].max()), float(si[-1])
-
-
-def _early_stage_indices(run) -> list[int]:
-    names = models.stages_of(run.model).names
-    return [names.index(s) for s in REGULARIZED if s in names]
-
-
-def _selectivity_figure(se_runs, arch, save_figure, name: str = "selectivity-over-training"):
-    """Mean SI per stage over training, the unregularized and the from-epoch-0 runs side by
-    side (mean over seeds), with the window where SE-1 looks for the peak shaded."""
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
-    stages = models.stages_of(se_runs.shown(NONE)[0].model).names
-    for ax, condition in zip(axes, TRACED, strict=True):
-        dyns = [_dynamics(r) for r in se_runs.shown(condition)]
-        epochs = dyns[0]["epoch"]
-        mean = np.mean([d["si"] for d in dyns], axis=0)
-        for i, stage in enumerate(stages):
-            ax.plot(np.maximum(epochs, 0.05), mean[:, i], marker="o", ms=3, label=stage)
-        ax.axvspan(0.05, PEAK_WINDOW * epochs[-1], color="grey", alpha=0.15)
-        ax.set(xscale="log", xlabel="epoch (log; 0 drawn at 0.05)", title=condition)
-    axes[0].set_ylabel("mean class selectivity")
-    axes[0].legend(fontsize=7)
-    fig.suptitle(f"class selectivity per stage over training, {arch}")
-    fig.tight_layout()
-    save_figure(fig, name)
-
-
-def _accuracy_figure(se_runs, arch, save_figure):
-    """Final test accuracy of every condition (one dot per seed, their mean as a bar), the
-    quantity SE-9, SE-10, SE-11 and SE-14 compare (the paper's Fig. 6 and 8)."""
-    fig, ax = plt.subplots(figsize=(7, 3.8))
-    for i, condition in enumerate(se_runs):
-        acc = [_final_acc(r) for r in se_runs.shown(condition)]
-        ax.bar(i, np.mean(acc), color="tab:blue" if condition in (NONE, FROM_0) else "tab:grey",
-               alpha=0.5)
-        ax.scatter([i] * len(acc), acc, color="black", s=10, zorder=3)
-    ax.set_xticks(range(len(se_runs)), list(se_runs), rotation=35, ha="right", fontsize=7)
-    low = min(_final_acc(r) for condition in se_runs for r in se_runs.shown(condition))
-    ax.set(ylabel="final test accuracy (%)", ylim=(max(0.0, low - 5), None),
-           title=f"selectivity regularizer conditions, {arch}")
-    fig.tight_layout()
-    save_figure(fig, "accuracy-by-condition")
 
 
 # --------------------------------------------------------------------------- SE-1 … SE-3
@@ -268,11 +95,11 @@ def test_SE_1_selectivity_peaks_early_then_recedes(arch, se_runs, save_figure):
     """
     values = []
     for run in se_runs[NONE]:
-        dyn = _dynamics(run)
+        dyn = dynamics(run)
         excess = [(peak - final) / final for peak, final in
-                  (_peak_and_final(dyn, i) for i in _early_stage_indices(run))]
+                  (peak_and_final(dyn, i) for i in early_stage_indices(run))]
         values.append(min(excess))
-    _selectivity_figure(se_runs, arch, save_figure)
+    selectivity_figure(se_runs, arch, save_figure)
     return seed_mean(values, statistic="(peak - final) / final SI, early & intermediate (min)")
 
 
@@ -286,10 +113,10 @@ def test_SE_2_late_stage_does_not_decline(arch, se_runs):
     """
     values = []
     for run in se_runs[NONE]:
-        dyn = _dynamics(run)
-        decline = [(p - f) / p for p, f in (_peak_and_final(dyn, i)
+        dyn = dynamics(run)
+        decline = [(p - f) / p for p, f in (peak_and_final(dyn, i)
                                             for i in range(dyn["si"].shape[1]))]
-        early = [decline[i] for i in _early_stage_indices(run)]
+        early = [decline[i] for i in early_stage_indices(run)]
         values.append(decline[-1] - float(np.mean(early)))
     return seed_mean(values, statistic="decline(late) - decline(early, intermediate)")
 
@@ -303,7 +130,7 @@ def test_SE_3_selectivity_settles_by_depth(arch, se_runs):
     of that net (points of one net are not independent of each other); mean over seeds with
     a Student-t CI and the exact stratified permutation p-value.
     """
-    finals = [_dynamics(run)["si"][-1] for run in se_runs[NONE]]
+    finals = [dynamics(run)["si"][-1] for run in se_runs[NONE]]
     samples = [(np.arange(final.size), final) for final in finals]
     est = replace(stats.mean_correlation(samples),
                   statistic="mean over seeds of rho(stage depth, final SI)")
@@ -312,16 +139,6 @@ def test_SE_3_selectivity_settles_by_depth(arch, se_runs):
 
 
 # --------------------------------------------------------------------------- SE-4 … SE-7
-
-
-def _auc_column(group: str, order: str) -> int:
-    return {"early": 0, "late": 2}[group] + {"selective": 0, "random": 1}[order]
-
-
-def _final_auc_gap(se_runs, group: str) -> list[float]:
-    return [float(d["auc"][-1, _auc_column(group, "selective")]
-                  - d["auc"][-1, _auc_column(group, "random")])
-            for d in map(_dynamics, se_runs[NONE])]
 
 
 @claim("SE-4", finding="selective-first ablation of early/intermediate units hurts less than "
@@ -336,7 +153,7 @@ def test_SE_4_selective_ablation_milder_early_stages(arch, se_runs):
     accuracy on 500 other test samples normalized between chance and the intact net; the
     early and intermediate stages' AUCs averaged; per seed.
     """
-    return seed_mean(_final_auc_gap(se_runs, "early"),
+    return seed_mean(final_auc_gap(se_runs, "early"),
                      statistic="AUC(selective) - AUC(random), early & intermediate")
 
 
@@ -347,32 +164,8 @@ def test_SE_5_selective_ablation_harsher_late_stage(arch, se_runs):
 
     Scaled protocol: as SE-4, the late stage's layers.
     """
-    return seed_mean(_final_auc_gap(se_runs, "late"),
+    return seed_mean(final_auc_gap(se_runs, "late"),
                      statistic="AUC(selective) - AUC(random), late")
-
-
-def _window_slopes(run, order: str) -> float:
-    dyn = _dynamics(run)
-    auc = dyn["auc"][:, _auc_column("early", order)]
-    window = (dyn["epoch"] > 0) & (dyn["epoch"] <= ABLATION_WINDOW) & np.isfinite(auc)
-    return float(np.polyfit(dyn["epoch"][window], auc[window], 1)[0])
-
-
-def _ablation_figure(se_runs, arch, save_figure):
-    fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    for order, color in (("selective", "tab:red"), ("random", "tab:blue")):
-        for i, run in enumerate(se_runs[NONE]):
-            dyn = _dynamics(run)
-            keep = ~np.isnan(dyn["auc"][:, 0])
-            ax.plot(dyn["epoch"][keep], dyn["auc"][keep, _auc_column("early", order)],
-                    color=color, marker="o", ms=3, alpha=0.7,
-                    label=f"{order} order" if i == 0 else None)
-    ax.axvspan(0, ABLATION_WINDOW, color="grey", alpha=0.12, label="slope window")
-    ax.set(xlabel="epoch", ylabel="ablation AUC (normalized)",
-           title=f"early+intermediate ablation over training, {arch}")
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    save_figure(fig, "ablation-auc-over-training")
 
 
 @claim("SE-6", finding="selective-first ablation is more damaging early in training",
@@ -385,8 +178,8 @@ def test_SE_6_selective_ablation_damage_falls_over_training(arch, se_runs, save_
     (4 inside the first epoch, then every epoch); least-squares slope per seed (AUC per
     epoch).
     """
-    _ablation_figure(se_runs, arch, save_figure)
-    slopes = [_window_slopes(run, "selective") for run in se_runs[NONE]]
+    ablation_figure(se_runs, arch, save_figure)
+    slopes = [window_slopes(run, "selective") for run in se_runs[NONE]]
     return seed_mean(slopes, statistic="slope of selective-order AUC, early window")
 
 
@@ -399,8 +192,8 @@ def test_SE_7_random_ablation_damage_constant(arch, se_runs):
     Scaled protocol: the slopes of SE-6 per seed; the ratio of their means over seeds,
     jackknife CI over seeds on the log scale (a ratio's interval is skewed).
     """
-    selective = np.array([_window_slopes(r, "selective") for r in se_runs[NONE]])
-    randoms = np.array([_window_slopes(r, "random") for r in se_runs[NONE]])
+    selective = np.array([window_slopes(r, "selective") for r in se_runs[NONE]])
+    randoms = np.array([window_slopes(r, "random") for r in se_runs[NONE]])
     est = stats.jackknife(lambda idx: abs(randoms[idx].mean()) / abs(selective[idx].mean()),
                           len(selective), name="|slope random| / |slope selective|", log=True)
     return Evidence(est, {"selective": selective.tolist(), "random": randoms.tolist()})
@@ -422,7 +215,7 @@ def test_SE_8_early_late_similarity_falls(arch, se_runs, save_figure):
     values = []
     fig, ax = plt.subplots(figsize=(5, 3.5))
     for run in se_runs[NONE]:
-        dyn = _dynamics(run)
+        dyn = dynamics(run)
         first = (dyn["epoch"] > 0) & (dyn["epoch"] <= 1)
         values.append(float(dyn["cka"][first].mean() - dyn["cka"][-3:].mean()))
         ax.plot(np.maximum(dyn["epoch"], 0.05), dyn["cka"], marker="o", ms=3, alpha=0.8,
@@ -438,18 +231,6 @@ def test_SE_8_early_late_similarity_falls(arch, se_runs, save_figure):
 # --------------------------------------------------------------------------- SE-9 … SE-14
 
 
-def _peak_epoch(se_runs) -> int:
-    """The start epoch "at the peak": the epoch (0..5) after which the mean SI of the
-    regularized stages peaks in the unregularized runs, median over seeds."""
-    peaks = []
-    for run in se_runs[NONE]:
-        dyn = _dynamics(run)
-        whole = np.isin(dyn["epoch"], START_EPOCHS)
-        si = dyn["si"][:, _early_stage_indices(run)].mean(1)
-        peaks.append(float(dyn["epoch"][whole][np.argmax(si[whole])]))
-    return int(np.clip(round(float(np.median(peaks))), min(START_EPOCHS), max(START_EPOCHS)))
-
-
 @claim("SE-9", finding="regularizing against selectivity from epoch 0 impairs accuracy more "
        "than from the peak", rule=Rule("greater", min_effect=1.0), requires=SE_NEEDS)
 def test_SE_9_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
@@ -460,10 +241,10 @@ def test_SE_9_regularizing_from_start_hurts_more(arch, se_runs, save_figure):
     intermediate stages; "the peak" is the epoch (0…5) after which the regularized stages'
     mean SI peaks in the unregularized runs (median over seeds); paired over seeds; points.
     """
-    peak = _peak_epoch(se_runs)
-    _accuracy_figure(se_runs, arch, save_figure)
-    return seed_paired([_final_acc(r) for r in se_runs[f"against from {peak}"]],
-                       [_final_acc(r) for r in se_runs[FROM_0]],
+    peak = peak_epoch(se_runs)
+    accuracy_figure(se_runs, arch, save_figure)
+    return seed_paired([final_acc(r) for r in se_runs[f"against from {peak}"]],
+                       [final_acc(r) for r in se_runs[FROM_0]],
                        statistic=f"acc(from peak = epoch {peak}) - acc(from 0), points")
 
 
@@ -478,8 +259,8 @@ def test_SE_10_first_epoch_is_the_critical_period(arch, se_runs):
     ordered pairs (a, b) of start epochs of ``acc(a) − acc(b) − gap``, each a mean of
     per-seed values; its interval is the largest of their intervals at Bonferroni level.
     """
-    peak = _peak_epoch(se_runs)
-    acc = {e: np.array([_final_acc(r) for r in se_runs[f"against from {e}"]])
+    peak = peak_epoch(se_runs)
+    acc = {e: np.array([final_acc(r) for r in se_runs[f"against from {e}"]])
            for e in START_EPOCHS}
     later = [e for e in START_EPOCHS if e >= 1]
 
@@ -503,8 +284,8 @@ def test_SE_11_more_selectivity_early_does_not_help(arch, se_runs):
     Scaled protocol: α in favour scaled as in the module docstring, on every stage, epochs
     0–3 (paper appendix A.5.2); paired over seeds; points.
     """
-    return seed_paired([_final_acc(r) for r in se_runs[FOR]],
-                       [_final_acc(r) for r in se_runs[NONE]],
+    return seed_paired([final_acc(r) for r in se_runs[FOR]],
+                       [final_acc(r) for r in se_runs[NONE]],
                        statistic="acc(for, epochs 0-3) - acc(unregularized), points")
 
 
@@ -516,13 +297,13 @@ def test_SE_12_regularizer_suppresses_selectivity(arch, se_runs, save_figure):
 
     Scaled protocol: the peak epoch of SE-9; paired over seeds.
     """
-    peak = _peak_epoch(se_runs)
+    peak = peak_epoch(se_runs)
 
     def si_at_peak(run) -> float:
-        dyn = _dynamics(run)
-        return float(dyn["si"][dyn["epoch"] == peak][0, _early_stage_indices(run)].mean())
+        dyn = dynamics(run)
+        return float(dyn["si"][dyn["epoch"] == peak][0, early_stage_indices(run)].mean())
 
-    _selectivity_figure(se_runs, arch, save_figure)
+    selectivity_figure(se_runs, arch, save_figure)
     return seed_paired([si_at_peak(r) for r in se_runs[FROM_0]],
                        [si_at_peak(r) for r in se_runs[NONE]],
                        statistic=f"SI(regularized) - SI(unregularized) at epoch {peak}")
@@ -538,7 +319,7 @@ def test_SE_13_regularizer_skews_early_predictions(arch, se_runs):
     test samples; averaged over those checkpoints, paired over seeds.
     """
     def early_top5(run) -> float:
-        dyn = _dynamics(run)
+        dyn = dynamics(run)
         first = (dyn["epoch"] > 0) & (dyn["epoch"] <= FIRST_EPOCHS)
         return float(dyn["top5"][first].mean())
 
@@ -555,6 +336,6 @@ def test_SE_14_recovery_after_switching_off(arch, se_runs):
 
     Scaled protocol: paired over seeds; points.
     """
-    return seed_paired([_final_acc(r) for r in se_runs[OFF]],
-                       [_final_acc(r) for r in se_runs[FROM_0]],
+    return seed_paired([final_acc(r) for r in se_runs[OFF]],
+                       [final_acc(r) for r in se_runs[FROM_0]],
                        statistic="acc(off after 4) - acc(kept on), points")
