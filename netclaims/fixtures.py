@@ -143,12 +143,12 @@ def keep_healthy(pytestconfig: pytest.Config) -> Callable[[Sequence[Run]], list[
     accuracy). Where every condition is needed, read all runs instead: one that did not
     train makes the claim INCONCLUSIVE."""
     def keep(runs: Sequence[Run]) -> list[Run]:
-        healthy = [run for run in runs if diagnosis(pytestconfig, run) is None]
+        problems = {run.spec.key: diagnosis(pytestconfig, run) for run in runs}
+        healthy = [run for run in runs if problems[run.spec.key] is None]
         if CURRENT:
             excluded = CURRENT[0].stash.setdefault(EXCLUDED, {})
-            excluded.update({run.spec.key: f"{run.spec.label}: "
-                                           f"{diagnosis(pytestconfig, run)}"
-                             for run in runs if run not in healthy})
+            excluded.update({run.spec.key: f"{run.spec.label}: {problems[run.spec.key]}"
+                             for run in runs if problems[run.spec.key] is not None})
         note_runs(healthy)
         return healthy
     return keep

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -99,24 +100,13 @@ def resolve_settings(config: pytest.Config) -> Settings:
         raise pytest.UsageError(f"{scale} scale needs at least {minimum} seeds "
                                 f"(docs/statistics.md), got --netclaims-seeds {seeds}")
     baseline_path = option_value(config, "baseline")
-    baseline = None
-    if baseline_path:
-        try:
-            baseline = load_baseline(baseline_path)
-        except (OSError, ValueError) as err:
-            raise pytest.UsageError(f"--netclaims-baseline {baseline_path}: {err}") from err
+    baseline = _load_file(baseline_path, "baseline", load_baseline)
     task = _task(config, scale)
     if baseline is not None and baseline.task != task:
         raise pytest.UsageError(f"--netclaims-baseline {baseline_path} was recorded on task "
                                 f"{baseline.task!r}; this session trains on {task!r}: compare "
                                 "with a baseline recorded on the same task")
-    compare_path = option_value(config, "compare")
-    compare = None
-    if compare_path:
-        try:
-            compare = load_report(compare_path)
-        except (OSError, ValueError) as err:
-            raise pytest.UsageError(f"--netclaims-compare {compare_path}: {err}") from err
+    compare = _load_file(option_value(config, "compare"), "compare", load_report)
     save = option_value(config, "save-baseline")
     if save and Path(save).is_dir():
         raise pytest.UsageError(f"--netclaims-save-baseline {save} is a folder; name the "
@@ -135,6 +125,17 @@ def resolve_settings(config: pytest.Config) -> Settings:
         baseline=baseline, save_baseline=Path(save) if save else None, compare=compare,
         inconclusive=option_value(config, "inconclusive") or "fail",
         dataset=task)
+
+
+def _load_file(path: str | None, option: str, load: Callable[[str], Any]) -> Any:
+    """``load(path)`` of a file option (None when not given); an unreadable or malformed
+    file is a usage error naming the option."""
+    if not path:
+        return None
+    try:
+        return load(path)
+    except (OSError, ValueError) as err:
+        raise pytest.UsageError(f"--netclaims-{option} {path}: {err}") from err
 
 
 def _task(config: pytest.Config, scale: str) -> str:
