@@ -10,6 +10,7 @@ from functools import partial
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from _shared import conv_batchnorm
 
 from netclaims import models, stats
 from netclaims.claims import Architecture
@@ -146,21 +147,15 @@ def noise_curve_of(run, arch: Architecture) -> Curve:
                               "log10 scale")
 
 
-def analysis_bn(arch: Architecture) -> bool:
-    """Whether SD-10…SD-16 read the nets with batch norm: for conv nets, as the paper ("batch
-    normalization was used for all convolutional networks"), where the architecture has that
-    variant; MLPs without, as the paper's MNIST MLPs."""
-    return "conv" in arch.capabilities and "batchnorm" in arch.capabilities
-
-
 def full_task_measures(run, arch: Architecture) -> None:
     """What SD-7…SD-16 read of a full-task run, computed where it trained: the ablation
-    curve (with batch norm, also on batch statistics), and for the analysis nets
-    (:func:`analysis_bn`) the mean-ablation curve and the unit importances."""
+    curve (with batch norm, also on batch statistics), and for the nets the analyses read
+    (with batch norm where :func:`conv_batchnorm`) the mean-ablation curve and the unit
+    importances."""
     ablation_curve_of(run, arch)
     if run.spec.batchnorm:
         ablation_curve_of(run, arch, batch_statistics=True)
-    if run.spec.batchnorm == analysis_bn(arch):
+    if run.spec.batchnorm == conv_batchnorm(arch):
         ablation_curve_of(run, arch, "mean")
         importances_of(run)
 

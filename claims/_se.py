@@ -14,6 +14,7 @@ from netclaims import models
 from netclaims.metrics import (
     ablation_curve,
     above_chance,
+    chance_accuracy,
     class_balance,
     class_selectivity,
     linear_cka,
@@ -55,8 +56,15 @@ PEAK_WINDOW = 0.2
 """SE-1/SE-2: the peak is looked for in the first 20% of training (after initialization)."""
 
 
-ABLATION_WINDOW = 5.0
-"""SE-6/SE-7: the early window of checkpoints (epochs after initialization) for the slopes."""
+WINDOW_GAIN = (0.25, 0.75)
+"""SE-6/SE-7: the early window, by accuracy: the checkpoints from the first at which the net
+has a quarter of its final gain over chance to the first at which it has three quarters (an
+epoch of the small task is 10 optimizer steps, an ImageNet epoch thousands: epochs do not
+compare, progress does). Before it the chance-corrected curve divides by a gain near zero."""
+
+
+MIN_WINDOW = 3
+"""A slope needs at least three checkpoints: a shorter window extends to the next ones."""
 
 
 FIRST_EPOCHS = 2.0
@@ -69,10 +77,15 @@ NONE, FROM_0, OFF, FOR = "unregularized", "against from 0", "against 0-3, then o
 TRACED = (NONE, FROM_0)
 
 
+UNITS = "block outputs"
+"""The paper reads ResNet-50's bottleneck blocks: a residual net's units are its blocks'
+outputs (:func:`netclaims.models.block_outputs_of`); a plain net's are its unit layers."""
+
+
 def regularizer_against(start: int, alpha: float, stop: int | None = None) -> Regularizer:
     return Regularizer("selectivity", alpha, start=start + 1,
                        stop=None if stop is None else stop + 1,
-                       params={"stages": list(REGULARIZED)})
+                       params={"stages": list(REGULARIZED), "units": UNITS})
 
 
 def conditions(num_classes: int) -> dict[str, tuple[Regularizer, ...]]:
@@ -82,23 +95,25 @@ def conditions(num_classes: int) -> dict[str, tuple[Regularizer, ...]]:
     out = {NONE: ()}
     out.update({f"against from {e}": (regularizer_against(e, against),) for e in START_EPOCHS})
     out[OFF] = (regularizer_against(0, against, stop=OFF_AFTER),)
-    out[FOR] = (Regularizer("selectivity", favour, start=1, stop=OFF_AFTER + 1),)
+    out[FOR] = (Regularizer("selectivity", favour, start=1, stop=OFF_AFTER + 1,
+                            params={"units": UNITS}),)
     return out
 
 
 def dynamics(run) -> dict[str, np.ndarray]:
     """Per checkpoint of a traced run (cached beside it): its epoch, mean SI per stage, linear
     CKA between the last layers of the early and the late stage, the top-5 predicted-class
-    count on held-out data, and for unregularized runs, inside the early window and at the
-    end, the normalized ablation AUC of the early+intermediate and of the late units in
-    selective order (most selective first) and in 5 random orders (their mean)."""
+    count on held-out data, the accuracy on the ablation samples with their chance level,
+    and for unregularized runs, after initialization, the normalized ablation AUC of the
+    early+intermediate and of the late units in selective order (most selective first) and
+    in 5 random orders (their mean). Units are read at the blocks' outputs (:data:`UNITS`)."""
     def compute() -> dict[str, torch.Tensor]:
-        out: dict[str, list] = {k: [] for k in ("epoch", "si", "cka", "top5", "auc")}
-        timeline = run.timeline
-        last = timeline[-1][1]
-        for name, epoch in timeline:
+        out: dict[str, list] = {k: [] for k in ("epoch", "si", "cka", "top5", "auc", "acc",
+                                                "chance")}
+        x_abl, y_abl = ablation_samples(run)
+        for name, epoch in run.timeline:
             model = run.checkpoint_named(name)
-            stages = models.stages_of(model)
+            stages = models.block_outputs_of(model)
             x, y = run.data.x_test[:SI_SAMPLES], run.data.y_test[:SI_SAMPLES]
             acts = collect(model, x, stages.layers)
             si = [stage_selectivity(acts, y, stages[stage]) for stage in stages.names]
@@ -107,9 +122,13 @@ def dynamics(run) -> dict[str, np.ndarray]:
             early, late = (t.flatten(1) for t in full.values())
             with torch.no_grad():
                 logits = model(x)
+            with torch.no_grad():
+                acc = float((model(x_abl).argmax(-1) == y_abl).double().mean())
             auc = [np.nan] * 4
-            if not run.spec.regularizers and (0 < epoch <= ABLATION_WINDOW or epoch == last):
+            if not run.spec.regularizers and epoch > 0:
                 auc = ablation_aucs(run, model, stages)
+            out["acc"].append(acc)
+            out["chance"].append(chance_accuracy(y_abl))
             out["epoch"].append(epoch)
             out["si"].append(si)
             out["cka"].append(cka_or_nan(early, late))
@@ -118,7 +137,7 @@ def dynamics(run) -> dict[str, np.ndarray]:
         return {k: torch.tensor(np.asarray(v, dtype=np.float64)) for k, v in out.items()}
 
     params = {"si_samples": SI_SAMPLES, "ablation_samples": ABLATION_SAMPLES,
-              "orderings": ORDERINGS, "window": ABLATION_WINDOW, "units": "live",
+              "orderings": ORDERINGS, "units": f"live, at {UNITS}", "checkpoints": "all",
               "ablation": "per stage, ordered on held-out samples, chance-corrected"}
     return {k: v.numpy() for k, v in run.derived("se-dynamics", params, compute).items()}
 
@@ -157,11 +176,10 @@ def ablation_aucs(run, model, stages) -> list[float]:
     intermediate AUCs are averaged; units are ordered by their SI on held-out test samples
     (dead units at random positions), and the ablated net is scored on other test samples.
     A checkpoint not yet above chance has no ablation curve (NaN): there is nothing to lose."""
-    split = min(ABLATION_SAMPLES, run.data.x_test.shape[0] // 2)  # a small test set: halves
-    x, y_abl = run.data.x_test[:split], run.data.y_test[:split]
+    x, y_abl = ablation_samples(run)
     if not above_chance(model, x, y_abl):
         return [math.nan] * 4
-    x_si, y_si = run.data.x_test[split:], run.data.y_test[split:]
+    x_si, y_si = run.data.x_test[y_abl.shape[0]:], run.data.y_test[y_abl.shape[0]:]
     held_out = collect(model, x_si, stages.layers)
     gen = torch.Generator().manual_seed(run.spec.seed)
     out = []
@@ -181,6 +199,13 @@ def ablation_aucs(run, model, stages) -> list[float]:
     return out
 
 
+def ablation_samples(run) -> tuple[torch.Tensor, torch.Tensor]:
+    """The test samples an ablated net is scored on: the first 500 (half of a small test
+    set); the units are ordered on the others."""
+    split = min(ABLATION_SAMPLES, run.data.x_test.shape[0] // 2)
+    return run.data.x_test[:split], run.data.y_test[:split]
+
+
 def final_acc(run) -> float:
     return float(run.history["test_acc"].iloc[-1]) * 100
 
@@ -192,7 +217,7 @@ def peak_and_final(dyn: dict, stage: int) -> tuple[float, float]:
 
 
 def early_stage_indices(run) -> list[int]:
-    names = models.stages_of(run.model).names
+    names = models.block_outputs_of(run.model).names
     return [names.index(s) for s in REGULARIZED if s in names]
 
 
@@ -200,7 +225,7 @@ def selectivity_figure(se_runs, arch, save_figure, name: str = "selectivity-over
     """Mean SI per stage over training, the unregularized and the from-epoch-0 runs side by
     side (mean over seeds), with the window where SE-1 looks for the peak shaded."""
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.5), sharey=True)
-    stages = models.stages_of(se_runs.shown(NONE)[0].model).names
+    stages = models.block_outputs_of(se_runs.shown(NONE)[0].model).names
     for ax, condition in zip(axes, TRACED, strict=True):
         dyns = [dynamics(r) for r in se_runs.shown(condition)]
         epochs = dyns[0]["epoch"]
@@ -243,10 +268,29 @@ def final_auc_gap(se_runs, group: str) -> list[float]:
             for d in map(dynamics, se_runs[NONE])]
 
 
+def early_window(dyn: dict[str, np.ndarray]) -> np.ndarray:
+    """Which checkpoints are in the early window (:data:`WINDOW_GAIN`): from the first at
+    which the net has a quarter of its final gain over chance to the first at which it has
+    three quarters, at least :data:`MIN_WINDOW` of those with an ablation curve."""
+    gain = (dyn["acc"] - dyn["chance"]) / (dyn["acc"][-1] - dyn["chance"][-1])
+    measured = np.flatnonzero(np.isfinite(dyn["auc"][:, 0]) & (dyn["epoch"] > 0))
+    low, high = WINDOW_GAIN
+    start = next((i for i in measured if gain[i] >= low), measured[0])
+    end = next((i for i in measured if i >= start and gain[i] >= high), measured[-1])
+    chosen = [i for i in measured if start <= i <= end]
+    if len(chosen) < MIN_WINDOW:
+        chosen = [i for i in measured if i >= start][:MIN_WINDOW]
+    window = np.zeros(dyn["epoch"].shape, dtype=bool)
+    window[chosen] = True
+    return window
+
+
 def window_slopes(run, order: str) -> float:
+    """Least-squares slope of the early+intermediate AUC (``order``: selective or random)
+    over the early window's checkpoints, per epoch."""
     dyn = dynamics(run)
     auc = dyn["auc"][:, auc_column("early", order)]
-    window = (dyn["epoch"] > 0) & (dyn["epoch"] <= ABLATION_WINDOW) & np.isfinite(auc)
+    window = early_window(dyn)
     return float(np.polyfit(dyn["epoch"][window], auc[window], 1)[0])
 
 
@@ -256,11 +300,14 @@ def ablation_figure(se_runs, arch, save_figure):
         for i, run in enumerate(se_runs[NONE]):
             dyn = dynamics(run)
             keep = ~np.isnan(dyn["auc"][:, 0])
-            ax.plot(dyn["epoch"][keep], dyn["auc"][keep, auc_column("early", order)],
-                    color=color, marker="o", ms=3, alpha=0.7,
+            auc = dyn["auc"][:, auc_column("early", order)]
+            ax.plot(dyn["epoch"][keep], auc[keep], color=color, marker="o", ms=2, alpha=0.5,
                     label=f"{order} order" if i == 0 else None)
-    ax.axvspan(0, ABLATION_WINDOW, color="grey", alpha=0.12, label="slope window")
-    ax.set(xlabel="epoch", ylabel="ablation AUC (normalized)",
+            window = early_window(dyn)
+            ax.plot(dyn["epoch"][window], auc[window], color=color, marker="o", ms=5,
+                    ls="none", label="early window (SE-6)" if i == 0 and order == "random"
+                    else None)
+    ax.set(xscale="symlog", xlabel="epoch (symlog)", ylabel="ablation AUC (normalized)",
            title=f"early+intermediate ablation over training, {arch}")
     ax.legend(fontsize=7)
     fig.tight_layout()

@@ -3,10 +3,11 @@
 Shared smoke protocol (scaled from the paper's CIFAR-10 AlexNets / ResNet56s, ImageNet
 ResNet18s and synthetic-data MLPs): every architecture is trained at width factors ¼, ½, 1,
 2 and 4, where 1x is a quarter of the registry's default width, so the 4x model is the
-registry's model (MLP: 16…256 units per layer; conv net: 2…32 channels in the first layer;
-ResNet: k = 1…16). Training uses the small task shared with the memorization claims (the
-first 1000 MNIST-1D training samples; the paper's small experiments use 1000 examples), 3
-seeds. On 500 test samples, per net:
+registry's model (MLP: 16…256 units per layer; conv net: 2…32 channels in the first layer),
+unless the ¼x net would have a layer of a single unit: then 1x is half the default (ResNet:
+k = 2…32; with k = 1 the ¼x ResNet stays near chance). Training uses the small task shared
+with the memorization claims (the first 1000 MNIST-1D training samples; the paper's small
+experiments use 1000 examples), 3 seeds. On 500 test samples, per net:
 
 * prunability: every unit of every unit layer (each position of a feature map its own unit,
   as the paper) knocked out at random in fractions 0, 1/6, …, 1, 3 draws; the fraction of
@@ -32,7 +33,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pytest
 from _fu import (
-    BASE_WIDTH,
     FRIVOLOUS,
     INIT_CONDITIONS,
     INITIALIZATIONS,
@@ -43,6 +43,7 @@ from _fu import (
     TEACHER_CONDITIONS,
     WIDTH_FACTORS,
     WidthSeries,
+    base_width,
     frivolous_gain,
     gain_figure,
     gains_of,
@@ -58,7 +59,8 @@ from netclaims.stats import Evidence, Rule
 
 
 @pytest.fixture
-def width_series(arch, train_runs, prefetch_runs, seeds, small_task) -> Callable[..., dict]:
+def width_series(arch, train_runs, prefetch_runs, seeds, small_task, run_spec,
+                 claims_data) -> Callable[..., dict]:
     """``width_series({name: spec_fields, ...}, factors=WIDTH_FACTORS, task=None)``: for
     each condition, the nets of every width factor and seed on ``task`` (spec fields;
     default the small task), measured; one zoo for all conditions, so the session's
@@ -67,10 +69,13 @@ def width_series(arch, train_runs, prefetch_runs, seeds, small_task) -> Callable
     busy while claims measure.
     The history is evaluated at the checkpoints only: the claims read the final test
     accuracy."""
+    one_x = base_width(lambda w: run_spec(arch, width=w, **small_task).build_model(claims_data),
+                       claims_data.x_test[:2])
+
     def variants(conditions: Mapping[str, dict], factors: Sequence[float],
                  task: dict | None) -> list[dict]:
         base = small_task if task is None else task
-        return [{"seed": s, "noise_seed": s, "width": BASE_WIDTH * f,
+        return [{"seed": s, "noise_seed": s, "width": one_x * f,
                  "evaluate": "checkpoints", **base, **fields}
                 for fields in conditions.values() for f in factors for s in seeds]
 

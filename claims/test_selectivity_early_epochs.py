@@ -3,7 +3,10 @@ Thakurdesai, Morcos, Leavitt & Gal 2023; ResNet-50 on ImageNet in the paper).
 
 Shared smoke protocol: the small task of ``claims/conftest.py`` (the first 1000 MNIST-1D
 training samples) trained for 20 epochs (paper: 90 ImageNet epochs; paper scale here: 40 on the
-full set) with the registry's optimizer, once per seed (3 at smoke, 5 at paper) in nine
+full set) with the registry's optimizer, conv nets with batch norm where they have it (as the
+paper's ResNet-50; without it the conv net's dense layer dies under the regularizer from
+epoch 0: the features' offsets grow, which lowers SI, and the net sits at chance), once per
+seed (3 at smoke, 5 at paper) in nine
 conditions: unregularized; the selectivity regularizer against selectivity switched on at epoch
 0, 1, …, 5 and kept on; switched on at epoch 0 and off after 4 epochs; and in favour of
 selectivity for the first 4 epochs. Epochs are counted from 0 as in the paper ("switched on at
@@ -13,8 +16,10 @@ intermediate stages (against: α < 0) or of every stage (in favour: α > 0, the 
 A.5.2); α is the paper's (−20 against, +5 in favour) scaled by the ratio of the initial cross-
 entropies, ln C / ln 1000 (C = the task's classes: −6.7 and +1.7 on MNIST-1D). The
 unregularized and the from-epoch-0 runs keep checkpoints at initialization, 4 points inside the
-first epoch, every epoch up to 5 and every 5 epochs after. Selectivity: class selectivity index
-of every unit after the ReLU (conv maps averaged over positions) on the first 1000 test
+first epoch, every epoch up to 5 and every 5 epochs after. Units are read at the blocks'
+outputs, as the paper reads ResNet-50's bottleneck blocks (a residual net's block outputs, a
+plain net's unit layers; the regularizer reads the same units). Selectivity: class
+selectivity index of every unit (conv maps averaged over positions) on the first 1000 test
 samples, averaged over the live units of each layer (units never active are left out), then
 over the layers of a stage. Effects are per seed; CIs over seeds (Student t), so with 3 seeds
 they are wide.
@@ -53,6 +58,7 @@ from _se import (
     selectivity_figure,
     window_slopes,
 )
+from _shared import conv_batchnorm
 
 from netclaims import stats
 from netclaims.claims import ReadOnLookup, checkpoint_schedule, claim
@@ -68,6 +74,8 @@ def se_runs(arch, train_runs, read_runs, run_spec, seeds, scale, claims_data,
     # the claims read final accuracies and the checkpoints' dynamics, never the history
     # between checkpoints
     base = {"epochs": epochs, "evaluate": "checkpoints"}
+    if conv_batchnorm(arch):  # as the paper's ResNet-50
+        base["batchnorm"] = True
     if "dataset_options" in small_task:
         base["dataset_options"] = small_task["dataset_options"]
     train_size = base.get("dataset_options", {}).get("train_size", claims_data.x_train.shape[0])
@@ -174,9 +182,10 @@ def test_SE_6_selective_ablation_damage_falls_over_training(arch, se_runs, save_
     """Slope of the selective-order ablation AUC of early and intermediate units over the
     checkpoints of an early window > 0 (paper Fig. 5).
 
-    Scaled protocol: unregularized runs; the checkpoints after initialization up to epoch 5
-    (4 inside the first epoch, then every epoch); least-squares slope per seed (AUC per
-    epoch).
+    Scaled protocol: unregularized runs; the early window by accuracy: the checkpoints from
+    the first at which the net has a quarter of its final gain over chance to the first at
+    which it has three quarters (at least three; an epoch of the small task is 10 optimizer
+    steps, an ImageNet epoch thousands); least-squares slope per seed (AUC per epoch).
     """
     ablation_figure(se_runs, arch, save_figure)
     slopes = [window_slopes(run, "selective") for run in se_runs[NONE]]

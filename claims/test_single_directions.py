@@ -31,7 +31,6 @@ from _sd import (
     HIT_RATE_ABOVE_CHANCE,
     LR_SCALES,
     ablation_curve_of,
-    analysis_bn,
     bn_unit_means,
     by_corruption,
     dead_count,
@@ -53,6 +52,7 @@ from _sd import (
     zoo_figure,
     zoo_table,
 )
+from _shared import conv_batchnorm
 
 from netclaims import models, stats
 from netclaims.claims import claim
@@ -340,7 +340,7 @@ def test_SD_14_selectivity_increases_with_depth(arch, sd_runs, save_figure):
     """
     samples, dead = [], []
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for run in sd_runs(analysis_bn(arch)):
+    for run in sd_runs(conv_batchnorm(arch)):
         model = run.model
         layers = models.stages_of(model).layers
         values, live = live_measure(run, layers, class_selectivity)
@@ -367,7 +367,7 @@ def test_SD_16_early_units_more_important(arch, sd_runs, save_figure):
     over units of the earliest third of unit layers minus the latest third; CI over seeds.
     """
     diffs, per_layer, dead = [], [], []
-    for run in sd_runs(analysis_bn(arch)):
+    for run in sd_runs(conv_batchnorm(arch)):
         early_layers, late_layers = third_layers(run.model)
         importance = importances_of(run)
         live = live_units_of(run, list(importance))
@@ -396,7 +396,7 @@ def test_SD_10_selectivity_poor_predictor_of_importance(arch, sd_runs, save_figu
     (500 samples) when the unit alone is zeroed; ρ over the units of each network; mean ρ over
     seeds with a Student-t CI over seeds.
     """
-    runs = sd_runs(analysis_bn(arch))
+    runs = sd_runs(conv_batchnorm(arch))
     by_layer: dict[str, list[tuple[torch.Tensor, torch.Tensor]]] = {}
 
     def pairs(run):
@@ -428,7 +428,7 @@ def test_SD_11_early_layers_negative_selectivity_importance(arch, sd_runs):
 
     Scaled protocol: as SD-10, restricted to the units of the earliest third of the layers.
     """
-    runs = sd_runs(analysis_bn(arch))
+    runs = sd_runs(conv_batchnorm(arch))
     samples = [si_importance(run, third_layers(run.model)[0]) for run in runs]
     return mean_rho(samples, "rho(SI, importance), early layers")
 
@@ -442,7 +442,7 @@ def test_SD_12_mutual_information_poor_predictor(arch, sd_runs):
     Scaled protocol: as SD-10 with the unit's mutual information with the class (bits, 10
     equal-frequency bins, Miller–Madow) instead of its selectivity.
     """
-    runs = sd_runs(analysis_bn(arch))
+    runs = sd_runs(conv_batchnorm(arch))
 
     def pairs(run):
         early, late = third_layers(run.model)
@@ -462,7 +462,7 @@ def test_SD_13_zero_ablation_less_damaging_than_mean(arch, sd_runs, save_figure)
     over the training set, each element of a feature map to its own mean as the paper
     (appendix A.1); paired over seeds.
     """
-    runs = sd_runs(analysis_bn(arch))
+    runs = sd_runs(conv_batchnorm(arch))
     zero = [ablation_curve_of(run, arch) for run in runs]
     mean = [ablation_curve_of(run, arch, "mean") for run in runs]
     est = replace(stats.mean_difference([c.auc for c in zero], [c.auc for c in mean],
@@ -492,7 +492,7 @@ def test_SD_15_selectivity_not_related_to_weight_norm(arch, sd_runs):
     layers of a net; mean over seeds.
     """
     per_seed, per_layer = [], []
-    for run in sd_runs(analysis_bn(arch)):
+    for run in sd_runs(conv_batchnorm(arch)):
         model = run.model
         layers = models.stages_of(model).layers
         modules = dict(model.named_modules())

@@ -22,7 +22,9 @@ class Regularizer:
     """A regularizer added to the loss, switched on for epochs ``start <= e < stop``
     (``stop=None``: until the end; epochs count from 1). ``name`` is a registered
     regularizer (see :func:`register_regularizer`); ``selectivity`` adds ``-alpha · mean SI``
-    over the units of the stages in ``params["stages"]`` (early-epochs paper)."""
+    over the units of the stages in ``params["stages"]`` (early-epochs paper), read at every
+    unit layer or, with ``params["units"] = "block outputs"``, at the blocks' outputs
+    (:func:`netclaims.models.block_outputs_of`)."""
 
     name: str
     alpha: float
@@ -75,7 +77,12 @@ def register_regularizer(name: str, layers: LayersFn, loss: LossFn) -> None:
 
 
 def _selectivity_layers(model: nn.Module, params: dict[str, Any]) -> list[str]:
-    stages = models.stages_of(model)
+    units = params.get("units", "stages")
+    if units not in ("stages", "block outputs"):
+        raise ValueError(f"selectivity regularizer: units must be 'stages' or 'block outputs', "
+                         f"got {units!r}")
+    stages = models.block_outputs_of(model) if units == "block outputs" \
+        else models.stages_of(model)
     wanted = params.get("stages", stages.names)
     return [layer for stage in wanted for layer in stages[stage]]
 

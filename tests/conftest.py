@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -121,3 +124,24 @@ def residual_model() -> Residual:
 def shared_relu_model() -> SharedReLU:
     torch.manual_seed(3)
     return SharedReLU().eval()
+
+
+CLAIMS = Path(__file__).parents[1] / "claims"
+
+
+@pytest.fixture
+def claims_helpers(monkeypatch):
+    """``claims_helpers("_se")``: a helper module of the built-in claims suite (its protocol
+    code), loaded from ``claims/`` as the suite's own modules import it."""
+    monkeypatch.syspath_prepend(str(CLAIMS))
+
+    def load(name: str):
+        spec = importlib.util.spec_from_file_location(f"claims_{name}", CLAIMS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    yield load
+    for name in [n for n in sys.modules if n.startswith("_") and
+                 getattr(sys.modules[n], "__file__", "") and
+                 Path(sys.modules[n].__file__).parent == CLAIMS]:
+        del sys.modules[name]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from netclaims.health import diagnose
+from netclaims.health import diagnose, training_floor
 from netclaims.spec import RunSpec
 from netclaims.store import Store
 
@@ -24,6 +24,25 @@ def test_an_untrained_run_is_diagnosed_and_a_trained_one_is_not(tmp_path):
     why = diagnose(frozen)
     assert why is not None and why.startswith("did not train: training accuracy")
     assert "chance 0.10" in why
+
+
+def test_a_net_that_memorizes_little_of_shuffled_labels_has_trained(tmp_path, monkeypatch):
+    """On wholly shuffled labels a narrow net fits little, as the frivolous-units paper's
+    narrow nets did: above chance by sampling noise it has trained; with clean labels the
+    same accuracy has not."""
+    import pandas as pd
+
+    store = Store(tmp_path)
+    shuffled = store.run(_spec(label_noise=1.0, epochs=1), device="cpu")
+    clean = store.run(_spec(epochs=1), device="cpu")
+    chance = 0.102  # digits: the most frequent class's share of the training labels
+    floor = training_floor(chance, shuffled.data.y_train.shape[0], 1.0)
+    assert chance + 0.02 < floor < chance + 0.03  # 3 binomial SDs at n = 1437
+    for run, accuracy, healthy in ((shuffled, 0.2, True), (clean, 0.2, False),
+                                   (shuffled, chance + 0.01, False)):
+        monkeypatch.setattr(type(run), "history", property(
+            lambda self, a=accuracy: pd.DataFrame({"train_acc": [a]})))
+        assert (diagnose(run) is None) == healthy, (run.spec.label_noise, accuracy)
 
 
 def test_a_collapsed_run_is_diagnosed(tmp_path, monkeypatch):

@@ -1,27 +1,15 @@
 """The generalization zoo's design (claims/_ic.py): the paper's pairing
 rules, every axis varied within groups, and the hierarchical task per scale."""
 
-import importlib.util
-from pathlib import Path
-
 import pandas as pd
 import pytest
 
 from netclaims.metrics import group_taus
 
-PATH = Path(__file__).parents[1] / "claims" / "_ic.py"
-
-
-def _load(path: Path, name: str):
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.fixture
-def ic():
-    return _load(PATH, "ic_protocol")
+def ic(claims_helpers):
+    return claims_helpers("_ic")
 
 
 @pytest.mark.parametrize(("scale", "models"), [("smoke", 26), ("paper", 108)])

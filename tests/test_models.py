@@ -114,3 +114,49 @@ def test_editing_a_user_architecture_changes_its_run_key(tmp_path, monkeypatch):
     importlib.reload(sys.modules["edited_nets"])
     after = RunSpec(model="edited_nets:make_net", dataset="digits")
     assert before.model_source != after.model_source and before.key != after.key
+
+
+@pytest.mark.parametrize("depth", [0.5, 1.0])
+def test_resnet_block_outputs_are_what_the_next_block_reads(depth):
+    """A pre-activation block's output is read, as non-negative units, by the next block's
+    first BN-ReLU; the last block's by the final BN-ReLU. Recorded activations equal that
+    function of the block outputs, and every block is read exactly once, in depth order."""
+    torch.manual_seed(0)
+    model = models.create("resnet18", (1, 40), 10, width=0.5, depth=depth).eval()
+    blocks = models.block_outputs_of(model)
+    assert blocks.names == ["early", "intermediate", "late"]
+    per_stage = round(2 * depth)
+    assert [len(layers) for _, layers in blocks.groups] == [per_stage, 2 * per_stage,
+                                                            per_stage]
+    x = torch.randn(6, 1, 40)
+    outputs, h = [], model.stem(x)
+    for layer in (model.layer1, model.layer2, model.layer3, model.layer4):
+        for block in layer:
+            h = block(h)
+            outputs.append(h)
+    readers = [block for layer in (model.layer1, model.layer2, model.layer3, model.layer4)
+               for block in layer][1:]
+    expected = [b.relu1(b.bn1(out)) for b, out in zip(readers, outputs, strict=False)]
+    expected.append(model.final_relu(model.final_bn(outputs[-1])))
+    recorded = units.collect(model, x, blocks.layers, reduce="none")
+    for name, want in zip(blocks.layers, expected, strict=True):
+        assert torch.equal(recorded[name], want), name
+        assert bool((recorded[name] >= 0).all())
+
+
+def test_a_plain_net_reads_its_unit_layers_as_block_outputs():
+    model = models.create("convnet", (1, 40), 10)
+    assert models.block_outputs_of(model) == models.stages_of(model)
+
+
+def test_the_selectivity_regularizer_reads_block_outputs_when_asked():
+    from netclaims.regularizers import REGULARIZERS
+
+    layers_of, _ = REGULARIZERS["selectivity"]
+    model = models.create("resnet18", (1, 40), 10, width=0.5, depth=0.5)
+    wanted = {"stages": ["early", "intermediate"]}
+    assert layers_of(model, {**wanted, "units": "block outputs"}) == \
+        ["layer2.0.relu1", "layer3.0.relu1", "layer4.0.relu1"]
+    assert layers_of(model, wanted) == models.stages_of(model).layers[:6]
+    with pytest.raises(ValueError, match="units must be 'stages' or 'block outputs'"):
+        layers_of(model, {"units": "blocks"})

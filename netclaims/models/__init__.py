@@ -219,7 +219,17 @@ def stages_of(model: nn.Module) -> Stages:
     return Stages.from_mapping(default_stages(select_layers(model, "auto")), model)
 
 
+def block_outputs_of(model: nn.Module) -> Stages:
+    """The model's stages read at its blocks' outputs: its ``netclaims_block_outputs``
+    attribute (a residual net's block outputs, stage name → layer names) when it has one,
+    else :func:`stages_of` (in a plain net every unit layer is a block's output)."""
+    declared = getattr(model, "netclaims_block_outputs", None)
+    if declared is not None:
+        return Stages.from_mapping(declared, model)
+    return stages_of(model)
+
+
 __all__ = ["INITS", "TRAINING_FALLBACK", "FactoryError", "ModelEntry", "VariantUnavailable",
-           "available", "create", "default_batchnorm", "factory_of", "initialize",
-           "is_user_spec", "memorize_epochs", "register", "resolve_factory", "scale_fields",
-           "source_digest", "stages_of", "training_defaults"]
+           "available", "block_outputs_of", "create", "default_batchnorm", "factory_of",
+           "initialize", "is_user_spec", "memorize_epochs", "register", "resolve_factory",
+           "scale_fields", "source_digest", "stages_of", "training_defaults"]

@@ -3,7 +3,10 @@
 
 * ``netclaims_stages``: stage name → unit layers (outputs of ReLU modules), early to late;
 * ``netclaims_preactivations``: unit layer → the module whose output is that layer's
-  pre-activation (after batch norm, before the ReLU), for the intraclass-clustering measures.
+  pre-activation (after batch norm, before the ReLU), for the intraclass-clustering measures;
+* ``netclaims_block_outputs`` (residual nets only): stage name → the layers where the blocks'
+  outputs are read as units, for protocols that read the network block by block (the
+  early-epochs paper's "bottleneck layers"); a plain net's unit layers are its block outputs.
 """
 
 from __future__ import annotations
@@ -154,7 +157,8 @@ class PreActResNet18(nn.Module):
     ``k, 2k, 4k, 8k`` channels (Nakkiran et al. 2019 vary k from 1 to 64; the standard
     network is k = 64, width 4), ``round(2 · depth)`` blocks per stage, for sequences (1-D
     convs) or images. Stages: early = layer1, intermediate = layer2-3, late = layer4 and the
-    final BN-ReLU."""
+    final BN-ReLU; block outputs: each block's output as the next block's first ReLU reads it
+    (the last block's: the final BN-ReLU)."""
 
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, *, width: float = 1.0,
                  depth: float = 1.0, batchnorm: bool = True, dropout: float = 0.0) -> None:
@@ -188,6 +192,15 @@ class PreActResNet18(nn.Module):
         stages = {"early": stage_units[0], "intermediate": stage_units[1] + stage_units[2],
                   "late": [*stage_units[3], "final_relu"]}
         _declare(self, units, pre, stages)
+        # a pre-activation block's output is read, as a non-negative unit, by the next
+        # block's first ReLU (relu(bn1(output))), the last one's by the final BN-ReLU
+        reads = [names[0::2] for names in stage_units]
+        first_relus = [name for stage in reads for name in stage]
+        readers = iter([*first_relus[1:], "final_relu"])
+        outputs = [[next(readers) for _ in stage] for stage in reads]
+        self.netclaims_block_outputs = {"early": outputs[0],
+                                        "intermediate": outputs[1] + outputs[2],
+                                        "late": outputs[3]}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
