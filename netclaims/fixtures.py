@@ -4,7 +4,7 @@ what a claim reads, and figures for its report entry."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,21 @@ def scale(netclaims_settings: Settings) -> str:
 def seeds(netclaims_settings: Settings) -> list[int]:
     """Training seeds per condition (at least 3 at smoke scale, 5 at paper scale)."""
     return list(netclaims_settings.seeds)
+
+
+@pytest.fixture(scope="session")
+def seeds_for(netclaims_settings: Settings) -> Callable[[Mapping[str, int]], list[int]]:
+    """``seeds_for({"smoke": 5})``: the training seeds of a protocol whose effects need more
+    seeds than the scale's default to be decided and that is cheap enough to afford them: its
+    number at the session's scale, or the scale's default where that is larger; a
+    ``--netclaims-seeds`` the user gave wins. A claims module asks for it by overriding
+    ``seeds``: ``def seeds(seeds_for): return seeds_for(SEEDS)``."""
+    def resolve(counts: Mapping[str, int]) -> list[int]:
+        if netclaims_settings.seeds_given:
+            return list(netclaims_settings.seeds)
+        return list(range(max(len(netclaims_settings.seeds),
+                              counts.get(netclaims_settings.scale, 0))))
+    return resolve
 
 
 @pytest.fixture(scope="session")

@@ -39,6 +39,7 @@ class Settings:
     compare: dict | None
     inconclusive: str
     dataset: str = "mnist1d"
+    seeds_given: bool = False
 
 
 OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
@@ -118,7 +119,7 @@ def resolve_settings(config: pytest.Config) -> Settings:
         parallel = device == "cpu" and (os.cpu_count() or 1) > 1 and not is_worker(config)
         executor = "process" if parallel else "inline"
     return Settings(
-        scale=scale, seeds=list(range(seeds)), device=device,
+        scale=scale, seeds=list(range(seeds)), seeds_given=raw is not None, device=device,
         store_path=option_value(config, "store"), executor=executor,
         data_root=option_value(config, "data-root"), archs=option_value(config, "arch"),
         report_dir=root / (option_value(config, "report") or "netclaims-report"),

@@ -516,6 +516,27 @@ def test_settings(scale, seeds, device):
     claims_env.runpytest().assert_outcomes(passed=1)
 
 
+def test_a_cheap_protocol_takes_more_seeds_unless_the_user_says(claims_env, monkeypatch):
+    """A claims module may ask for more seeds than the scale's default (``seeds_for``); the
+    scale's default wins where larger, and a number the user gives wins over both."""
+    claims_env.makepyfile(test_s='''
+import os
+import pytest
+
+@pytest.fixture
+def seeds(seeds_for):
+    return seeds_for({"smoke": 5, "paper": 4})
+
+def test_seeds(seeds):
+    assert len(seeds) == int(os.environ["EXPECTED"]) and seeds == sorted(set(seeds))
+''')
+    for args, expected in (([], 5), (["--netclaims-seeds", "3"], 3),
+                           (["--netclaims-seeds", "7"], 7),
+                           (["--netclaims-scale", "paper"], 5)):
+        monkeypatch.setenv("EXPECTED", str(expected))
+        claims_env.runpytest(*args).assert_outcomes(passed=1)
+
+
 def test_run_spec_resolves_scale_overrides_and_auto_executor(claims_env, monkeypatch):
     claims_env.makepyfile(test_s='''
 import os
