@@ -152,12 +152,14 @@ def replication_table(report: dict, baseline: dict[str, dict] | None = None) -> 
             entry = (baseline or {}).get(baseline_key(r), {})
             reason = entry.get("reason") or r.get("message", "")
         rows.append([f"{r['id']}", r["arch"], r["verdict"], estimate_text(r),
+                     "" if r.get("n") is None else r["n"],
                      reason.replace("|", "/").replace("\n", " ")])
     scale = report["provenance"].get("scale", "?")
-    head = (f"Scale {scale}, seeds {report['provenance'].get('seeds')}, "
+    head = (f"Scale {scale}, seeds {report['provenance'].get('seeds')} (a suite may take more; "
+            f"n is what each estimate rests on), "
             f"netclaims {report['provenance'].get('netclaims')}, "
             f"commit {str(report['provenance'].get('git_commit'))[:10]}.\n\n")
-    return head + tabulate(rows, ["claim", "arch", "verdict", "estimate [95% CI]",
+    return head + tabulate(rows, ["claim", "arch", "verdict", "estimate [95% CI]", "n",
                                   "reason (non-replications)"], tablefmt="github")
 
 

@@ -84,17 +84,17 @@ def paired(seeds: int, sign: float = 1.0) -> Callable:
 # name -> (draw(rng, effect) -> Estimate, rule), the claims each path serves in brackets; a
 # positive effect moves the data towards the rule's predicted direction (in sd of the noise)
 CASES: dict[str, tuple[Callable[..., Estimate], Rule]] = {
-    "mean, 3 seeds (SD-6, SD-16, RD, SE)":
+    "mean, 3 seeds (SD-6, SD-16, RD)":
         (lambda rng, d=0.0: stats.mean(d + rng.normal(size=3)), Rule("greater")),
-    "mean, 5 seeds (paper scale)":
+    "mean, 5 seeds (SE; paper scale)":
         (lambda rng, d=0.0: stats.mean(d + rng.normal(size=5)), Rule("greater")),
     "mean, 10 seeds":
         (lambda rng, d=0.0: stats.mean(d + rng.normal(size=10)), Rule("greater")),
     "mean, 3 seeds, heavy tails (t3)":
         (lambda rng, d=0.0: stats.mean(-d + rng.standard_t(3, size=3)), Rule("less")),
-    "paired difference, 3 seeds (SD-7...9, SD-13, FU-1, SE-9...14)":
+    "paired difference, 3 seeds (SD-7...9, SD-13)":
         (paired(3), Rule("greater")),
-    "paired difference, 5 seeds":
+    "paired difference, 5 seeds (FU-1, SE-9...14)":
         (paired(5, -1.0), Rule("less")),
     "correlation of 15 zoo members, tied x (SD-1, SD-2)":
         (lambda rng, d=0.0: stats.correlation(
@@ -105,29 +105,30 @@ CASES: dict[str, tuple[Callable[..., Estimate], Rule]] = {
         (lambda rng, d=0.0: (lambda x: stats.correlation(
             x, d * x + rng.normal(size=9), seed=int(rng.integers(2**31)), n_resamples=999))(
                 rng.normal(size=9)), Rule("greater")),
-    "within-net rho, 3 stages x 3 seeds (SE-3)": (within(3, 3), Rule("greater")),
+    "within-net rho, 3 stages x 3 seeds": (within(3, 3), Rule("greater")),
+    "within-net rho, 3 stages x 5 seeds (SE-3)": (within(3, 5), Rule("greater")),
     "within-net rho, 4 layers x 3 seeds (SD-14)": (within(4, 3), Rule("greater")),
     "within-net rho, 8 checkpoints x 3 seeds (SD-4)": (within(8, 3, -1.0), Rule("less")),
-    "jackknife gain of the mean curve, 3 seeds (FU-2...4)":
+    "jackknife gain of the mean curve, 3 seeds":
         (lambda rng, d=0.0: stats.jackknife(gain(curves(rng, 3, d)), 3, name="g"),
          Rule("greater", reference=2.0)),
     "jackknife gain of the mean curve, 3 seeds, less":
         (lambda rng, d=0.0: stats.jackknife(gain(curves(rng, 3, -d)), 3, name="g"),
          Rule("less", reference=2.0)),
-    "jackknife gain of the mean curve, 5 seeds":
+    "jackknife gain of the mean curve, 5 seeds (FU-2...4)":
         (lambda rng, d=0.0: stats.jackknife(gain(curves(rng, 5, d)), 5, name="g"),
          Rule("greater", reference=2.0)),
-    "jackknife ratio of means, log scale, 3 seeds (SE-7)":
+    "jackknife ratio of means, log scale, 5 seeds (SE-7)":
         (lambda rng, d=0.0: (lambda a, b: stats.jackknife(
-            lambda i: abs(a[i].mean()) / abs(b[i].mean()), 3, name="r", log=True))(
-                rng.normal(1 - d / 4, 0.3, 3), rng.normal(1, 0.3, 3)), Rule("less", reference=1.0)),
-    "larger of two gains, 3 seeds (FU-5)":
+            lambda i: abs(a[i].mean()) / abs(b[i].mean()), 5, name="r", log=True))(
+                rng.normal(1 - d / 4, 0.3, 5), rng.normal(1, 0.3, 5)), Rule("less", reference=1.0)),
+    "larger of two gains, 5 seeds (FU-5)":
         (lambda rng, d=0.0: stats.simultaneous(
-            {k: gain(curves(rng, 3, d)) for k in "ab"}, 3, lambda v: max(v.values()),
+            {k: gain(curves(rng, 5, d)) for k in "ab"}, 5, lambda v: max(v.values()),
             name="g"), Rule("greater", reference=2.0)),
-    "smaller of three gains, 3 seeds (FU-8)":
+    "smaller of three gains, 5 seeds (FU-8)":
         (lambda rng, d=0.0: stats.simultaneous(
-            {k: gain(curves(rng, 3, -d)) for k in "abc"}, 3, lambda v: min(v.values()),
+            {k: gain(curves(rng, 5, -d)) for k in "abc"}, 5, lambda v: min(v.values()),
             name="g"), Rule("less", reference=2.0)),
     "granulated tau over the smoke zoo (IC-1...4, IC-9)":
         (lambda rng, d=0.0: stats.granulated_tau(zoo_frame(rng, d), "m", "acc", AXES,
@@ -168,7 +169,7 @@ def test_null_rates_over_2000_draws(name):
     assert passed <= 0.03 and failed <= 0.03, (name, passed, failed)
 
 
-@pytest.mark.parametrize("name", ["mean, 3 seeds (SD-6, SD-16, RD, SE)",
+@pytest.mark.parametrize("name", ["mean, 3 seeds (SD-6, SD-16, RD)",
                                   "correlation of 9 zoo members (SD-3, SD-5)",
                                   "granulated tau over the smoke zoo (IC-1...4, IC-9)"])
 def test_a_large_true_effect_passes(name):

@@ -70,6 +70,9 @@ def test_replication_table_rewrites_readme(tmp_path, capsys):
                  "--readme", str(readme)]) == 0
     text = readme.read_text()
     assert "old" not in text and "does not replicate on MNIST-1D" in text
+    row = next(line for line in text.splitlines() if line.startswith("| SD-7"))
+    n = next(r["n"] for r in report["records"] if r["id"] == "SD-7")
+    assert row.split("|")[5].strip() == str(n)  # the n each estimate rests on
     assert text.startswith("top\n") and text.endswith("end\n")
     readme.write_text("no markers")
     assert main(["replication", str(path), "--readme", str(readme)]) == 2
