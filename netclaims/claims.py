@@ -103,7 +103,8 @@ def claim(id: str, *, finding: str, rule: Rule, paper: str | None = None,
 
     def mark(fn: Callable) -> Callable:
         summary = " ".join((inspect.getdoc(fn) or "").split("\n\n")[0].split())
-        fn.netclaims_claim = described = dataclasses.replace(info, summary=summary)
+        described = dataclasses.replace(info, summary=summary)
+        fn.netclaims_claim = described  # type: ignore[attr-defined]  # a function attribute
         return pytest.mark.netclaims_claim(described)(fn)
     return mark
 

@@ -84,6 +84,8 @@ def claims_in(claims_dir: Path) -> list[ClaimInfo]:
         for path in ([conftest] if conftest.exists() else []) + paths:
             spec = importlib.util.spec_from_file_location(f"_netclaims_claims_{path.stem}",
                                                           path)
+            if spec is None or spec.loader is None:
+                raise ValueError(f"{path} cannot be imported as a Python module")
             module = importlib.util.module_from_spec(spec)
             spec.loader.exec_module(module)
             infos += [fn.netclaims_claim for fn in vars(module).values()

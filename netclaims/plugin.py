@@ -167,12 +167,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             check_writable(settings.save_baseline.parent, "--netclaims-save-baseline")
     archs = config.stash[ARCHITECTURES] = {}
     misfits = []
-    data = task_data(settings) if names else None
-    for name in names:
-        try:
-            archs[name] = preflight(name, data)
-        except PreflightError as err:
-            misfits.append(f"netclaims preflight: {err}")
+    if names:
+        data = task_data(settings)
+        for arch in names:
+            try:
+                archs[arch] = preflight(arch, data)
+            except PreflightError as err:
+                misfits.append(f"netclaims preflight: {err}")
     if misfits:
         raise pytest.UsageError(*misfits)
     for item in items:

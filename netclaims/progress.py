@@ -53,7 +53,7 @@ class TrainingProgress:
         elif kind == "trained" and self._zoo is not None:
             self._zoo["done"] = event["done"]
             if self.live:
-                self._show(self._zoo_status(f"last: {event['label']}"), final=False)
+                self._show(self._zoo_status(self._zoo, f"last: {event['label']}"), final=False)
         elif kind == "zoo-done" and self._zoo is not None:
             elapsed = self.clock() - self._zoo["started"]
             self._show(f"{self._zoo['total']} runs trained in {duration(elapsed)}", final=True)
@@ -61,8 +61,7 @@ class TrainingProgress:
         elif kind == "epoch":
             self._epoch(event)
 
-    def _zoo_status(self, tail: str) -> str:
-        zoo = self._zoo
+    def _zoo_status(self, zoo: dict[str, Any], tail: str) -> str:
         elapsed = self.clock() - zoo["started"]
         left = elapsed / zoo["done"] * (zoo["total"] - zoo["done"]) if zoo["done"] else None
         text = f"{zoo['done']}/{zoo['total']} runs · {duration(elapsed)} elapsed"
@@ -74,7 +73,8 @@ class TrainingProgress:
         epoch, epochs, label = event["epoch"], event["epochs"], event["label"]
         if self._zoo is not None:  # a zoo trained in this process: its line shows the run
             if self.live:
-                self._show(self._zoo_status(f"{label}, epoch {epoch}/{epochs}"), final=False)
+                self._show(self._zoo_status(self._zoo, f"{label}, epoch {epoch}/{epochs}"),
+                           final=False)
             return
         if epoch == 1 or not self._run_started:
             self._run_started = self.clock() - event.get("seconds", 0.0)
@@ -92,7 +92,7 @@ class TrainingProgress:
 
     def _show(self, text: str, *, final: bool) -> None:
         line = self._prefix() + text
-        if not self.live:
+        if self.rewrite is None:
             self.write(line)
             return
         self.rewrite(line)

@@ -68,13 +68,14 @@ def make_record(item: pytest.Item, verdict: str, message: str, seconds: float = 
     settings = item.config.stash[SETTINGS]
     callspec = getattr(item, "callspec", None)
     arch = str(callspec.params.get("arch", "-")) if callspec is not None else "-"
+    run_keys: list[str] = item.stash.get(RUN_KEYS, [])
     out: dict[str, Any] = {"id": info.id, "paper": info.paper,
                            "paper_title": info.paper_title, "finding": info.finding,
                            "summary": info.summary,
                            "arch": arch, "scale": settings.scale, "verdict": verdict,
                            "message": message, "seconds": round(seconds, 3),
                            "nodeid": item.nodeid, "figures": item.stash.get(FIGURES, []),
-                           "runs": sorted(set(item.stash.get(RUN_KEYS, []))),
+                           "runs": sorted(set(run_keys)),
                            **_source(item, settings.report_dir)}
     if BASELINE_NOTE in item.stash:
         out["baseline_note"] = item.stash[BASELINE_NOTE]
@@ -117,7 +118,7 @@ class Collector:
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         for name, value in report.user_properties:
             if name == RECORD:
-                self.records.append(json.loads(value))
+                self.records.append(json.loads(str(value)))
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         # runs prefetched for claims that did not get to read them (-x, Ctrl-C, a crash)

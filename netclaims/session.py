@@ -80,7 +80,7 @@ def progress_display(config: pytest.Config) -> TrainingProgress:
     reporter with capture suspended, so that it shows without ``-s``; silent in xdist
     workers (their output is not shown live)."""
     if PROGRESS not in config.stash:
-        reporter = None if is_worker(config) else \
+        reporter: Any = None if is_worker(config) else \
             config.pluginmanager.get_plugin("terminalreporter")
         capture = config.pluginmanager.get_plugin("capturemanager")
 

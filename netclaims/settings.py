@@ -9,7 +9,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -42,14 +42,18 @@ class Settings:
     seeds_given: bool = False
 
 
-OPTIONS: list[tuple[str, str, dict[str, Any]]] = [
+IniType = Literal["string", "linelist"]
+
+
+OPTIONS: list[tuple[str, IniType, dict[str, Any]]] = [
     ("arch", "linelist", {"action": "append", "metavar": "SPEC",
                           "help": "architecture to run the claims on: a registered model name "
                                   "or module:callable (repeatable; default: mlp, convnet, "
                                   "resnet18)"}),
     ("scale", "string", {"choices": tuple(SCALES), "help": "protocol scale (default: smoke)"}),
     ("seeds", "string", {"type": int, "metavar": "N",
-                         "help": "training seeds per condition (default: 3 smoke, 5 paper)"}),
+                         "help": "training seeds per condition, for every suite (default: "
+                                 "3 at smoke scale, or what a suite asks for; 5 at paper)"}),
     ("device", "string", {"choices": ("auto", "cpu", "cuda"),
                           "help": "training device (default: cpu at smoke, auto at paper)"}),
     ("store", "string", {"metavar": "DIR", "help": "run store (default: $NETCLAIMS_STORE or "
@@ -169,7 +173,7 @@ def check_writable(folder: Path, option: str) -> None:
 def task_data(settings: Settings) -> datasets.Dataset:
     """The session's task: ``--netclaims-task``, or the scale's default (MNIST-1D; CIFAR-10
     from ``--netclaims-data-root`` at paper scale)."""
-    options = {}
+    options: dict[str, Any] = {}
     if settings.data_root and "root" in datasets.options_of(settings.dataset):
         options["root"] = settings.data_root
     return datasets.load(settings.dataset, **options)

@@ -9,7 +9,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -32,6 +32,18 @@ SCHEDULES = ("constant", "step", "cosine")
 EVALUATIONS = ("every_epoch", "checkpoints")
 
 
+
+
+T = TypeVar("T")
+
+
+def resolved(value: T | None, name: str) -> T:
+    """A training field of a made spec: the registry's default fills it when the spec is
+    made, so it is never None afterwards."""
+    if value is None:
+        raise ValueError(f"RunSpec.{name} has no value and the model's registry entry no "
+                         "default for it")
+    return value
 
 
 @dataclass(frozen=True)
@@ -117,11 +129,13 @@ class RunSpec:
                              "it needs evaluate='every_epoch'")
         if self.augmentation not in (None, "auto", *AUGMENTATIONS):
             raise ValueError(f"augmentation must be None, 'auto' or one of {AUGMENTATIONS}")
-        if self.epochs < 0 or self.batch_size < 1 or not self.lr > 0:
+        epochs = resolved(self.epochs, "epochs")
+        if epochs < 0 or resolved(self.batch_size, "batch_size") < 1 \
+                or not resolved(self.lr, "lr") > 0:
             raise ValueError("epochs must be >= 0, batch_size >= 1 and lr > 0")
         if not 0.0 <= self.label_noise <= 1.0:
             raise ValueError(f"label_noise must lie in [0, 1], got {self.label_noise}")
-        late = [e for e in self.checkpoint_epochs if e > self.epochs or e < 0]
+        late = [e for e in self.checkpoint_epochs if e > epochs or e < 0]
         if late:
             raise ValueError(f"checkpoint_epochs {late} lie outside 0..{self.epochs}")
 

@@ -32,7 +32,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from filelock import FileLock
@@ -43,7 +43,7 @@ from netclaims._io import write_json
 from netclaims.numerics import numerics_fingerprint
 from netclaims.pool import POOLS, stop_workers, usable, worker_pool
 from netclaims.run import Run
-from netclaims.spec import RunSpec
+from netclaims.spec import RunSpec, resolved
 from netclaims.train import (
     STATE_EVERY_SECONDS,
     Progress,
@@ -187,6 +187,8 @@ class Store:
             shutil.rmtree(entry, ignore_errors=True)
             os.replace(work, entry)
         run = self._verified(spec)
+        if run is None:
+            raise RuntimeError(f"{spec.label} is missing from the store after training")
         run.fresh = True
         return run
 
@@ -235,7 +237,7 @@ class Store:
         absent = [s.label for s in unique if found[s.key] is None]
         if absent:
             raise RuntimeError(f"runs missing from the store after training: {absent}")
-        return [found[s.key] for s in specs]
+        return [cast(Run, found[s.key]) for s in specs]
 
     def prefetch(self, specs: Sequence[RunSpec], *, workers: int | None = None,
                  device: str = "auto", derive: Callable[[Run], Any] | None = None) -> None:
@@ -314,7 +316,7 @@ class Store:
 def _training_size(spec: RunSpec) -> float:
     """A rough proxy of a run's cost, to submit the longest runs first."""
     samples = dict(spec.dataset_options).get("train_size", 1)
-    return spec.epochs * spec.width * spec.depth * samples
+    return resolved(spec.epochs, "epochs") * spec.width * spec.depth * samples
 
 
 RACY_NS = 2_000_000_000
@@ -402,6 +404,8 @@ def iter_entries(store: Store) -> Iterable[dict[str, Any]]:
         size = sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
         try:
             manifest = read_manifest(entry)
+            if manifest is None:
+                raise CorruptEntryError("its manifest is gone")
             label, epochs = RunSpec.from_dict(manifest["spec"]).label, manifest["epochs_trained"]
         except (CorruptEntryError, KeyError, TypeError, ValueError) as err:
             label, epochs = f"DAMAGED: {err} (retrained when next read)", "-"

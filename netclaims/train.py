@@ -34,7 +34,7 @@ from netclaims._io import (
 from netclaims.data.augment import augment, default_augmentation
 from netclaims.numerics import pin_cpu_numerics
 from netclaims.regularizers import REGULARIZERS, RegularizerContext
-from netclaims.spec import RunSpec
+from netclaims.spec import RunSpec, resolved
 from netclaims.units import Recorder
 
 pin_cpu_numerics()  # before any kernel runs: training is what must be reproducible
@@ -58,19 +58,21 @@ def _epoch_seed(seed: int, epoch: int) -> int:
 
 def lr_at(spec: RunSpec, epoch: int) -> float:
     """Learning rate used during ``epoch`` (1-based)."""
+    lr = resolved(spec.lr, "lr")
     if spec.lr_schedule == "step":
-        return spec.lr * spec.lr_gamma ** sum(epoch > m for m in spec.lr_milestones)
+        return lr * spec.lr_gamma ** sum(epoch > m for m in spec.lr_milestones)
     if spec.lr_schedule == "cosine":
-        return spec.lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1) / max(1, spec.epochs)))
-    return spec.lr
+        return lr * 0.5 * (1 + math.cos(math.pi * (epoch - 1)
+                                        / max(1, resolved(spec.epochs, "epochs"))))
+    return lr
 
 
 def _optimizer(spec: RunSpec, model: nn.Module) -> torch.optim.Optimizer:
-    params = model.parameters()
+    params, lr = model.parameters(), resolved(spec.lr, "lr")
     if spec.optimizer == "adam":
-        return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
+        return torch.optim.Adam(params, lr=lr, weight_decay=spec.weight_decay)
     momentum = spec.momentum if spec.optimizer == "momentum" else 0.0
-    return torch.optim.SGD(params, lr=spec.lr, momentum=momentum, weight_decay=spec.weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=spec.weight_decay)
 
 
 @torch.no_grad()
@@ -284,7 +286,8 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
             save_weights(model, workdir / "checkpoints" / f"{checkpoint_name(epoch=0)}.safetensors")
     n = x_train.shape[0]
     unsaved_seconds = 0.0
-    while state.epoch < spec.epochs and not state.stopped:
+    epochs, batch_size = resolved(spec.epochs, "epochs"), resolved(spec.batch_size, "batch_size")
+    while state.epoch < epochs and not state.stopped:
         epoch = state.epoch + 1
         started = time.perf_counter()
         lr = lr_at(spec, epoch)
@@ -296,11 +299,11 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
         active = [r for r in spec.regularizers if r.active(epoch)]
         # the regularizers read the unit layers' outputs, with their gradients
         capture = Recorder(model, reg_layers, to_cpu=False, keep=False, detach=False) \
-            if active else contextlib.nullcontext()
+            if active else None
         model.train()
-        with capture:
-            for start in range(0, n, spec.batch_size):
-                idx = order[start:start + spec.batch_size]
+        with capture if capture is not None else contextlib.nullcontext():
+            for start in range(0, n, batch_size):
+                idx = order[start:start + batch_size]
                 xb, yb = x_train[idx], y_train[idx]
                 if kind is not None:
                     xb = augment(xb, kind, gen)
@@ -308,7 +311,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
                 with _autocast(dev):
                     logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb)
-                outputs = capture.pop_batch() if active else {}
+                outputs = capture.pop_batch() if capture is not None else {}
                 for reg in active:
                     ctx = RegularizerContext(model, xb, yb, logits, outputs, epoch)
                     loss = loss + reg.alpha * REGULARIZERS[reg.name][1](ctx, reg.options)

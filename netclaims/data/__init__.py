@@ -12,6 +12,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import torch
 
@@ -52,7 +53,7 @@ class Dataset:
         """Spatial dimensions of an input: 0 (vector), 1 (sequence) or 2 (image)."""
         return len(self.input_shape) - 1
 
-    def with_labels(self, **changes: object) -> Dataset:
+    def with_labels(self, **changes: Any) -> Dataset:
         return replace(self, **changes)
 
 

@@ -8,7 +8,9 @@ import json
 import os
 import pickle
 import random
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -29,7 +31,8 @@ def cache_dir() -> Path:
     return Path(base) / "netclaims" / "data"
 
 
-def _cached_arrays(tag: str, params: dict, make: callable) -> dict[str, np.ndarray]:
+def _cached_arrays(tag: str, params: dict,
+                   make: Callable[[], dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Arrays from the on-disk cache (npz, written atomically), made on a miss."""
     digest = hashlib.sha256(json.dumps(params, sort_keys=True).encode()).hexdigest()[:16]
     path = cache_dir() / f"{tag}-{digest}.npz"
@@ -39,7 +42,7 @@ def _cached_arrays(tag: str, params: dict, make: callable) -> dict[str, np.ndarr
                 return {k: f[k] for k in f.files}
         except (OSError, ValueError):
             path.unlink(missing_ok=True)  # a damaged cache file is rebuilt
-    arrays = make()
+    arrays: dict[str, Any] = make()
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp, open(tmp, "wb") as f:  # a file object: no suffix added
         np.savez(f, **arrays)

@@ -17,8 +17,16 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from netclaims._checks import as_labels, as_tensor, check_choice, check_finite, check_positive
+from netclaims._checks import (
+    ArrayLike,
+    as_labels,
+    as_tensor,
+    check_choice,
+    check_finite,
+    check_positive,
+)
 from netclaims.units import (
+    Data,
     Intervention,
     Moments,
     PerLayer,
@@ -85,7 +93,8 @@ class Curve:
                    aucs=tensors["aucs"].numpy(), chance=chance)
 
 
-def curve_auc(x: Sequence[float], y: Sequence[float], *, log_x: bool = False,
+def curve_auc(x: Sequence[float] | np.ndarray, y: Sequence[float] | np.ndarray, *,
+              log_x: bool = False,
               start: float = 0.0) -> float:
     """Trapezoid area under ``y(x)``.
 
@@ -117,7 +126,7 @@ def curve_auc(x: Sequence[float], y: Sequence[float], *, log_x: bool = False,
     return float(np.trapezoid(ys, xs) / (1.0 - start))
 
 
-def unit_statistics(model: nn.Module, data: object, layers: Sequence[str], *,
+def unit_statistics(model: nn.Module, data: Data, layers: Sequence[str], *,
                     batch_size: int = 256) -> dict[str, Moments]:
     """Per-unit mean and standard deviation of each layer over ``data`` (every spatial
     position counts as a sample), streamed in one pass."""
@@ -125,7 +134,7 @@ def unit_statistics(model: nn.Module, data: object, layers: Sequence[str], *,
     return dict(sink.accumulators)
 
 
-def element_means(model: nn.Module, data: object, layers: Sequence[str], *,
+def element_means(model: nn.Module, data: Data, layers: Sequence[str], *,
                   batch_size: int = 256) -> dict[str, torch.Tensor]:
     """The mean over ``data`` of every element of each layer's output, to clamp units to:
     ``(channels, *positions)`` for feature maps ("means were calculated independently for
@@ -156,7 +165,7 @@ def _score(outputs: torch.Tensor, labels: torch.Tensor, reference: torch.Tensor,
     return (outputs.argmax(-1) == target[None]).double().mean(-1)
 
 
-def _inputs_labels(inputs: torch.Tensor, labels: object) -> tuple[torch.Tensor, torch.Tensor]:
+def _inputs_labels(inputs: torch.Tensor, labels: ArrayLike) -> tuple[torch.Tensor, torch.Tensor]:
     if not isinstance(inputs, torch.Tensor):
         raise TypeError(f"inputs must be a tensor, got {type(inputs).__name__}")
     y = as_labels(labels, n=inputs.shape[0])
@@ -174,7 +183,7 @@ def _check_classes(labels: torch.Tensor, logits: torch.Tensor) -> None:
                          f"{logits.shape[-1]} outputs (classes 0..{logits.shape[-1] - 1})")
 
 
-def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
+def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: ArrayLike,
                    layers: Sequence[str], *,
                    fractions: Sequence[float] = tuple(np.linspace(0, 1, 11)),
                    orderings: int | Mapping[str, torch.Tensor] = 5,
@@ -227,14 +236,14 @@ def ablation_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
     return _curve(fr, values, reference, y, measure, "fraction")
 
 
-def chance_accuracy(labels: object) -> float:
+def chance_accuracy(labels: ArrayLike) -> float:
     """The accuracy of a constant prediction: the most frequent class's share of ``labels``
     (the floor of ablation curves and of the run-health gate)."""
     y = as_labels(labels)
     return float(torch.bincount(y).max()) / y.numel()
 
 
-def above_chance(model: nn.Module, inputs: torch.Tensor, labels: object, *,
+def above_chance(model: nn.Module, inputs: torch.Tensor, labels: ArrayLike, *,
                  batch_size: int = 256) -> bool:
     """Whether ``model`` predicts ``labels`` better than :func:`chance_accuracy` (a net at
     chance, e.g. at initialization, has no normalized ablation curve)."""
@@ -289,7 +298,7 @@ def _orderings(orderings: int | Mapping[str, torch.Tensor], counts: Mapping[str,
     return out
 
 
-def noise_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
+def noise_curve(model: nn.Module, inputs: torch.Tensor, labels: ArrayLike,
                 layers: Sequence[str], stds: Mapping[str, torch.Tensor], *,
                 scales: Sequence[float] = tuple(np.logspace(-1, 1, 9)), repeats: int = 3,
                 measure: str = "accuracy", seed: int = 0, batch_size: int = 256,
@@ -322,7 +331,7 @@ def noise_curve(model: nn.Module, inputs: torch.Tensor, labels: object,
     return _curve(sc, values, reference, y, measure, "log10 scale")
 
 
-def single_unit_importance(model: nn.Module, inputs: torch.Tensor, labels: object,
+def single_unit_importance(model: nn.Module, inputs: torch.Tensor, labels: ArrayLike,
                            layer: str, *, fill: torch.Tensor | None = None,
                            batch_size: int = 256, mask_chunk: int = 32,
                            strategy: str = "auto") -> torch.Tensor:
@@ -352,7 +361,7 @@ def incoming_l1_norm(module: nn.Module) -> torch.Tensor:
     return weight.detach().abs().flatten(1).sum(1).double()
 
 
-def random_sharpness(model: nn.Module, inputs: torch.Tensor, labels: object, *,
+def random_sharpness(model: nn.Module, inputs: torch.Tensor, labels: ArrayLike, *,
                      deviation: float = 0.1, draws: int = 5, epsilon: float = 1e-3,
                      max_sigma: float = 2.0, iterations: int = 20, kernels_only: bool = False,
                      seed: int = 0, batch_size: int = 512) -> float:

@@ -185,17 +185,17 @@ def minibatch_cka(xs: Sequence[ArrayLike], ys: Sequence[ArrayLike]) -> float:
         xs, ys: equal-length sequences of ``(batch, features)`` arrays; batch ``i`` of
             ``xs`` and of ``ys`` hold the same samples.
     """
-    xs, ys = list(xs), list(ys)  # a (batches, batch, features) tensor is a sequence too
-    if len(xs) != len(ys):
-        raise ValueError(f"xs has {len(xs)} batches but ys has {len(ys)}")
-    if not xs:
+    x_batches, y_batches = list(xs), list(ys)  # a (batches, batch, features) tensor is a
+    if len(x_batches) != len(y_batches):      # sequence too
+        raise ValueError(f"xs has {len(x_batches)} batches but ys has {len(y_batches)}")
+    if not x_batches:
         raise ValueError("minibatch_cka needs at least one batch")
-    xs = [_centered(b, f"xs[{i}]") for i, b in enumerate(xs)]
-    ys = [_centered(b, f"ys[{i}]") for i, b in enumerate(ys)]
-    _batch_sizes(xs, "xs")
-    _batch_sizes(ys, "ys")
+    xc = [_centered(b, f"xs[{i}]") for i, b in enumerate(x_batches)]
+    yc = [_centered(b, f"ys[{i}]") for i, b in enumerate(y_batches)]
+    _batch_sizes(xc, "xs")
+    _batch_sizes(yc, "ys")
     acc = torch.zeros(3, dtype=torch.float64)
-    for i, (x, y) in enumerate(zip(xs, ys, strict=True)):
+    for i, (x, y) in enumerate(zip(xc, yc, strict=True)):
         check_same_length(**{f"xs[{i}]": x, f"ys[{i}]": y})
         num = _unbiased_hsic_numerator
         acc += torch.stack([num(x, y), num(x, x), num(y, y)])

@@ -151,8 +151,8 @@ def standardize_for_c4(preactivations: ArrayLike) -> np.ndarray:
     ``max(z - percentile_p(z), 0)`` with ``p = min(round(100 - 1000 / N), 75)`` for ``N`` live
     neurons, so about 25% of samples (and on average at least 10 neurons per sample) are
     active. Invariant to positive affine rescaling of each neuron."""
-    a = as_tensor(preactivations, "preactivations", ndim=2, min_rows=2)
-    a = a.to(torch.float64).cpu().numpy()
+    a = as_tensor(preactivations, "preactivations", ndim=2, min_rows=2) \
+        .to(torch.float64).cpu().numpy()
     a = a[:, ~np.all(a < 0, axis=0)]
     if a.shape[1] == 0:
         return a

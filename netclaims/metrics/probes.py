@@ -10,10 +10,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from netclaims._checks import as_labels, as_tensor, check_positive
+from netclaims._checks import ArrayLike, as_labels, as_tensor, check_positive
 
 
-def train_linear_probe(features: torch.Tensor, labels: object, *, num_classes: int | None = None,
+def train_linear_probe(features: torch.Tensor, labels: ArrayLike, *, num_classes: int | None = None,
                        epochs: int = 20, lr: float = 1e-3, batch_size: int = 128,
                        seed: int = 0) -> nn.Linear:
     """A linear layer trained on frozen ``features`` ``(n, d)`` (extra axes flattened) with
@@ -75,7 +75,7 @@ def dbviz_plane(x1: torch.Tensor, x2: torch.Tensor, x3: torch.Tensor, *, resolut
     return points, anchors
 
 
-def sample_triplets(labels: object, count: int, *, seed: int = 0) -> np.ndarray:
+def sample_triplets(labels: ArrayLike, count: int, *, seed: int = 0) -> np.ndarray:
     """``count`` triplets of sample indices whose labels are three distinct classes."""
     y = as_labels(labels).numpy()
     classes = np.unique(y)

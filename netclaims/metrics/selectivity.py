@@ -52,11 +52,13 @@ def class_selectivity(activations: ArrayLike, labels: ArrayLike, *,
         ``(units,)`` tensor in ``[0, 1)``; dead units give 0.
     """
     grad = isinstance(activations, torch.Tensor) and activations.requires_grad
-    a = activations if grad else as_tensor(activations, "activations", ndim=2)
-    if grad:
+    if isinstance(activations, torch.Tensor) and grad:
+        a = activations
         if a.ndim != 2:
             raise ValueError(f"activations must be (n, units), got shape {tuple(a.shape)}")
         check_finite(a.detach(), "activations")
+    else:
+        a = as_tensor(activations, "activations", ndim=2)
     y = as_labels(labels, n=a.shape[0]).to(a.device)
     si = _selectivity(a, y, eps)
     if not grad and not bool(torch.isfinite(si).all()):

@@ -152,7 +152,7 @@ def _lecun(weight: torch.Tensor, uniform: bool) -> None:
         nn.init.normal_(weight, 0.0, std)
 
 
-INITS: dict[str, Callable[[torch.Tensor], None] | None] = {
+INITS: dict[str, Callable[[torch.Tensor], object] | None] = {
     "default": None,
     "glorot_normal": nn.init.xavier_normal_,
     "glorot_uniform": nn.init.xavier_uniform_,

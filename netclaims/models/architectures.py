@@ -43,10 +43,18 @@ def _block(named: list[tuple[str, nn.Module | None]]) -> nn.Sequential:
     return nn.Sequential(OrderedDict((k, m) for k, m in named if m is not None))
 
 
+def declare(module: nn.Module, **declarations: object) -> None:
+    """Attach netclaims declarations (``netclaims_stages``, ``netclaims_unit_axis``, …) to a
+    module: plain attributes, which ``nn.Module.__setattr__`` stores as ``object`` does (its
+    type hints admit only tensors and modules)."""
+    for name, value in declarations.items():
+        object.__setattr__(module, name, value)
+
+
 def _declare(model: nn.Module, units: list[str], preacts: list[str],
              stages: dict[str, list[str]]) -> None:
-    model.netclaims_stages = {k: v for k, v in stages.items() if v}
-    model.netclaims_preactivations = dict(zip(units, preacts, strict=True))
+    declare(model, netclaims_stages={k: v for k, v in stages.items() if v},
+            netclaims_preactivations=dict(zip(units, preacts, strict=True)))
 
 
 def default_stages(units: list[str]) -> dict[str, list[str]]:
@@ -160,6 +168,11 @@ class PreActResNet18(nn.Module):
     final BN-ReLU; block outputs: each block's output as the next block's first ReLU reads it
     (the last block's: the final BN-ReLU)."""
 
+    layer1: nn.Sequential
+    layer2: nn.Sequential
+    layer3: nn.Sequential
+    layer4: nn.Sequential
+
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, *, width: float = 1.0,
                  depth: float = 1.0, batchnorm: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
@@ -198,9 +211,9 @@ class PreActResNet18(nn.Module):
         first_relus = [name for stage in reads for name in stage]
         readers = iter([*first_relus[1:], "final_relu"])
         outputs = [[next(readers) for _ in stage] for stage in reads]
-        self.netclaims_block_outputs = {"early": outputs[0],
-                                        "intermediate": outputs[1] + outputs[2],
-                                        "late": outputs[3]}
+        declare(self, netclaims_block_outputs={"early": outputs[0],
+                                               "intermediate": outputs[1] + outputs[2],
+                                               "late": outputs[3]})
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.stem(x)
@@ -223,6 +236,11 @@ class VGG(nn.Module):
     with ``16, 32, 64, 128 × width`` channels, max pooling after each stage, global average
     pooling, one dense layer and the classifier."""
 
+    stage1: nn.Sequential
+    stage2: nn.Sequential
+    stage3: nn.Sequential
+    stage4: nn.Sequential
+
     def __init__(self, input_shape: tuple[int, ...], num_classes: int, *, width: float = 1.0,
                  depth: float = 1.0, batchnorm: bool = True, dropout: float = 0.0) -> None:
         super().__init__()
@@ -232,7 +250,8 @@ class VGG(nn.Module):
         prev, units, pre, stage_units = input_shape[0], [], [], []
         for s, (n_conv, c) in enumerate(zip((1, 1, 2, 2), (16, 32, 64, 128), strict=True)):
             c = max(1, round(c * width))
-            layers, names = [], []
+            layers: list[nn.Module] = []
+            names: list[str] = []
             for i in range(max(1, round(n_conv * depth))):
                 layers.append(_block([("conv", conv(prev, c, 3, padding=1)),
                                       ("bn", bn(c) if batchnorm else None),
@@ -271,8 +290,8 @@ class TransformerBlock(nn.Module):
         self.ln2 = nn.LayerNorm(d)
         self.fc1 = nn.Linear(d, 4 * d)
         self.act = nn.ReLU()
-        self.act.netclaims_unit_axis = -1
-        self.fc1.netclaims_unit_axis = -1
+        declare(self.act, netclaims_unit_axis=-1)
+        declare(self.fc1, netclaims_unit_axis=-1)
         self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(4 * d, d)
 

@@ -40,7 +40,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from netclaims.models.architectures import default_stages
+from netclaims.models.architectures import declare, default_stages
 from netclaims.units import NONLINEARITIES
 
 KNOBS = ("width", "depth", "batchnorm", "dropout")
@@ -145,7 +145,7 @@ def build(spec: str, input_shape: tuple[int, ...], num_classes: int, *, width: f
                                      "'batchnorm: bool' in its signature")
     resolve_units(model, input_shape, spec)
     if "dropout" not in knobs and dropout:
-        stages = model.netclaims_stages
+        stages: dict[str, list[str]] = getattr(model, "netclaims_stages", {})  # resolve_units
         add_dropout(model, [layer for group in stages.values() for layer in group], dropout)
     return model
 
@@ -189,7 +189,7 @@ def resolve_units(model: nn.Module, input_shape: tuple[int, ...], spec: str) -> 
             producer = next((m for _, m, _ in reversed(calls[:i]) if isinstance(m, WEIGHTED)),
                             None)
             if isinstance(producer, nn.Linear):
-                module.netclaims_unit_axis = -1
+                declare(module, netclaims_unit_axis=-1)
     if getattr(model, "netclaims_stages", None) is None:
         if not units:
             raise FactoryError(
@@ -197,7 +197,7 @@ def resolve_units(model: nn.Module, input_shape: tuple[int, ...], spec: str) -> 
                 "activations such as F.relu cannot be hooked), so it has no units to "
                 "measure. Fix: use modules (nn.ReLU(), nn.GELU(), …) or declare "
                 "model.netclaims_stages = {stage: [layer names]}")
-        model.netclaims_stages = default_stages(list(dict.fromkeys(units)))
+        declare(model, netclaims_stages=default_stages(list(dict.fromkeys(units))))
 
 
 def _is_users(module: types.ModuleType) -> bool:

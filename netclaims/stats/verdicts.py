@@ -47,9 +47,16 @@ class Rule:
             raise TypeError(f"Rule(also=...) takes a tuple of conditions, got the string "
                             f"{self.also!r}; write also=({self.also!r},)")
 
+    def _band(self) -> tuple[float, float]:
+        """The band of a 'within' rule (checked when the rule is made)."""
+        if self.band is None:
+            raise ValueError("a 'within' rule needs band=(low, high)")
+        return self.band
+
     def describe(self) -> str:
         if self.direction == "within":
-            return f"CI within [{_fmt(self.band[0])}, {_fmt(self.band[1])}]"
+            low, high = self._band()
+            return f"CI within [{_fmt(low)}, {_fmt(high)}]"
         op = {"greater": ">=" if self.inclusive else ">",
               "less": "<=" if self.inclusive else "<"}[self.direction]
         text = f"CI {op} {_fmt(self.reference)}"
@@ -86,7 +93,7 @@ class Rule:
     def _read(self, estimate: Estimate) -> Outcome:
         lo, hi, v = estimate.ci_low, estimate.ci_high, estimate.value
         if self.direction == "within":
-            a, b = self.band
+            a, b = self._band()
             if a <= lo and hi <= b:
                 return Outcome.PASS
             return Outcome.FAIL if (hi < a or lo > b) else Outcome.INCONCLUSIVE

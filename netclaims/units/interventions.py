@@ -168,12 +168,12 @@ class intervene(Hooks):  # noqa: N801 - used like a function
             self._device_cache[cache_key] = value.to(device)
         return self._device_cache[cache_key].to(dtype)
 
-    def _fill(self, key: str, iv: Intervention, shape: torch.Size, axis: int | None,
+    def _fill(self, key: str, values: torch.Tensor, shape: torch.Size, axis: int | None,
               dev: torch.device, dt: torch.dtype) -> torch.Tensor:
         """The clamp values, broadcastable against the ``(M, B, ...)`` output. A per-element
         fill comes units first, as :func:`collect` returns activations, and is laid out as
         the output holds its units (e.g. last, for token features)."""
-        fill = self._on(key, "fill", iv.fill, dev, dt)
+        fill = self._on(key, "fill", values, dev, dt)
         if fill.ndim == 1:
             return _broadcast(fill[None], shape, axis)
         laid = None if axis is None else fill.movedim(0, axis - 1 if axis > 0 else axis)
@@ -213,8 +213,10 @@ class intervene(Hooks):  # noqa: N801 - used like a function
             elif m > 1 and b is not None and rows == m * b:
                 out = out.reshape(m, b, *out.shape[1:])
             elif m > 1:
+                expected = "a batch size the model's forward did not show" if b is None \
+                    else f"{b} or {m * b}"
                 raise BatchingUnsupportedError(
-                    f"layer {key!r} saw a batch of {rows} rows, expected {b} or {m * b}")
+                    f"layer {key!r} saw a batch of {rows} rows, expected {expected}")
             else:
                 out = out.unsqueeze(0)
             shape, dev, dt = out.shape, out.device, out.dtype
@@ -223,7 +225,8 @@ class intervene(Hooks):  # noqa: N801 - used like a function
                 keep = _broadcast(self._on(key, "keep", iv.keep, dev, dt), shape, axis)
                 result = result * keep
                 if iv.fill is not None:
-                    result = result + (1.0 - keep) * self._fill(key, iv, shape, axis, dev, dt)
+                    fill = self._fill(key, iv.fill, shape, axis, dev, dt)
+                    result = result + (1.0 - keep) * fill
             if iv.noise_std is not None:
                 std = _broadcast(self._on(key, "std", iv.noise_std, dev, dt), shape, axis)
                 eps = torch.randn(result.shape, generator=self.generator, dtype=torch.float32,

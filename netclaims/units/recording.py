@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Protocol
+from typing import Generic, Protocol, Self, TypeVar
 
 import torch
 from torch import nn
@@ -91,7 +91,7 @@ class Hooks(contextlib.AbstractContextManager):
     def _hook(self, name: str) -> Callable:
         raise NotImplementedError
 
-    def __enter__(self) -> Hooks:
+    def __enter__(self) -> Self:
         self._counter = _CallCounter(self.model)
         try:
             for name, module in self.modules.items():
@@ -211,7 +211,7 @@ def eval_mode(model: nn.Module, *, batch_statistics: bool = False) -> Iterator[n
             module.training = training
         for norm, (momentum, tracked) in kept.items():
             norm.momentum = momentum
-            if tracked is not None:
+            if tracked is not None and norm.num_batches_tracked is not None:
                 norm.num_batches_tracked.copy_(tracked)
 
 
@@ -276,15 +276,18 @@ def batches(data: Data, batch_size: int = 256) -> Iterator[Batch]:
 
 
 def model_device(model: nn.Module) -> torch.device:
-    for tensor in model.parameters():
-        return tensor.device
-    for tensor in model.buffers():
-        return tensor.device
+    for parameter in model.parameters():
+        return parameter.device
+    for buffer in model.buffers():
+        return buffer.device
     return torch.device("cpu")
 
 
-def stream(model: nn.Module, data: Data, layers: Sequence[str], sink: Sink, *,
-           reduce: str | Mapping[str, str] = "mean", batch_size: int = 256) -> Sink:
+SinkT = TypeVar("SinkT", bound=Sink)
+
+
+def stream(model: nn.Module, data: Data, layers: Sequence[str], sink: SinkT, *,
+           reduce: str | Mapping[str, str] = "mean", batch_size: int = 256) -> SinkT:
     """Run ``model`` (in eval mode, without gradients) over ``data`` once and feed every
     batch's activations of ``layers`` to ``sink``; return the sink."""
     device = model_device(model)
@@ -385,7 +388,7 @@ class Moments:
             return
         mean_b = a.mean(0)
         m2_b = ((a - mean_b) ** 2).sum(0)
-        if self.mean is None:
+        if self.mean is None or self._m2 is None:
             self.n, self.mean, self._m2 = n_b, mean_b, m2_b
             return
         n = self.n + n_b
@@ -405,12 +408,15 @@ class Moments:
         return self.var.sqrt()
 
 
-class PerLayer:
+AccumulatorT = TypeVar("AccumulatorT", ClassMeans, Moments)
+
+
+class PerLayer(Generic[AccumulatorT]):
     """Sink holding one accumulator per layer, made by ``factory()`` on first sight."""
 
-    def __init__(self, factory: Callable[[], ClassMeans | Moments]) -> None:
-        self.factory = factory
-        self.accumulators: dict[str, ClassMeans | Moments] = {}
+    def __init__(self, factory: Callable[[], AccumulatorT]) -> None:
+        self.factory: Callable[[], AccumulatorT] = factory
+        self.accumulators: dict[str, AccumulatorT] = {}
 
     def update(self, activations: Mapping[str, torch.Tensor], labels: torch.Tensor | None) -> None:
         for key, t in activations.items():
@@ -418,5 +424,5 @@ class PerLayer:
                 self.accumulators[key] = self.factory()
             self.accumulators[key].update(t, labels)
 
-    def __getitem__(self, key: str) -> ClassMeans | Moments:
+    def __getitem__(self, key: str) -> AccumulatorT:
         return self.accumulators[key]
