@@ -1,5 +1,5 @@
-"""The ``netclaims`` command: ``inspect``, ``list``, ``report``, ``compare``, ``replication``,
-``store ls`` and ``store gc``."""
+"""The ``netclaims`` command: ``inspect``, ``list``, ``plan``, ``report``, ``compare``,
+``replication``, ``store ls`` and ``store gc``."""
 
 from __future__ import annotations
 
@@ -183,6 +183,14 @@ def cmd_replication(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """``pytest ARGS --netclaims-plan``: the claims run with stand-in runs, nothing trains, and
+    the plan table closes the output."""
+    import pytest
+
+    return int(pytest.main([*(args.pytest_args or ["claims/"]), "--netclaims-plan", "-q"]))
+
+
 def cmd_compare(args: argparse.Namespace) -> int:
     """Which verdicts and estimates moved from the first report to the second; exit code 1
     with ``--fail-on-change`` when a verdict changed or a result is in one report only."""
@@ -266,6 +274,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "runs any of them read)")
             q.add_argument("--dry-run", action="store_true")
         q.set_defaults(fn=fn)
+    p = sub.add_parser("plan", help="how many runs a selection of claims needs, how many are "
+                                    "in the store, and the estimated training time (trains "
+                                    "nothing)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                   help="what to select, as for pytest (default: claims/), e.g. claims/ "
+                        "--netclaims-scale paper -m SD")
+    p.set_defaults(fn=cmd_plan)
     args = parser.parse_args(argv)
     try:
         return args.fn(args)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -21,9 +21,11 @@ from netclaims.session import (
     FIGURES,
     SETTINGS,
     arch_name,
+    check_long_training,
     claim_info,
     diagnosis,
     note_runs,
+    planned,
     progress_display,
 )
 from netclaims.settings import Settings, task_data
@@ -110,6 +112,9 @@ def train_run(netclaims_settings: Settings, store: Store,
     ``checkpoint_epochs`` / ``checkpoint_steps``)."""
     def make(arch: Architecture | str, **fields: Any) -> Run:
         spec = _spec(netclaims_settings, arch, fields)
+        if netclaims_settings.plan:
+            return cast(Run, planned(pytestconfig, [spec])[0])  # a stand-in: plan mode
+        check_long_training(pytestconfig, store, [spec])
         run = store.run(spec, device=netclaims_settings.device,
                         progress=progress_display(pytestconfig))
         note_runs([run])
@@ -130,6 +135,9 @@ def train_runs(netclaims_settings: Settings, store: Store,
     def make(arch: Architecture | str, variants: Sequence[dict[str, Any]],
              derive: Callable[[Run], Any] | None = None, *, read: bool = True) -> list[Run]:
         specs = [_spec(netclaims_settings, arch, v) for v in variants]
+        if netclaims_settings.plan:
+            return cast(list[Run], planned(pytestconfig, specs))  # stand-ins: plan mode
+        check_long_training(pytestconfig, store, specs)
         runs = store.runs(specs, executor=netclaims_settings.executor,
                           device=netclaims_settings.device,
                           progress=progress_display(pytestconfig), derive=derive)
@@ -158,6 +166,8 @@ def keep_healthy(pytestconfig: pytest.Config) -> Callable[[Sequence[Run]], list[
     accuracy). Where every condition is needed, read all runs instead: one that did not
     train makes the claim INCONCLUSIVE."""
     def keep(runs: Sequence[Run]) -> list[Run]:
+        if pytestconfig.stash[SETTINGS].plan:  # stand-ins: nothing to diagnose
+            return list(runs)
         problems = {run.spec.key: diagnosis(pytestconfig, run) for run in runs}
         healthy = [run for run in runs if problems[run.spec.key] is None]
         if CURRENT:
@@ -183,7 +193,8 @@ def session_claims(request: pytest.FixtureRequest) -> frozenset[tuple[str, str]]
 
 @pytest.fixture(scope="session")
 def prefetch_runs(netclaims_settings: Settings, store: Store,
-                  session_claims: frozenset[tuple[str, str]]) -> Callable[..., None]:
+                  session_claims: frozenset[tuple[str, str]],
+                  pytestconfig: pytest.Config) -> Callable[..., None]:
     """``prefetch_runs(arch, [fields, ...], derive=None, *, readers=(claim ids))``: start
     training a zoo that a later claim needs in the session's process pool and return at
     once, so that the pool stays busy while the current zoo finishes; the later
@@ -194,9 +205,14 @@ def prefetch_runs(netclaims_settings: Settings, store: Store,
               derive: Callable[[Run], Any] | None = None, *,
               readers: Iterable[str]) -> None:
         read = any((cid, str(arch)) in session_claims for cid in readers)
-        if read and netclaims_settings.executor == "process":
-            store.prefetch([_spec(netclaims_settings, arch, v) for v in variants],
-                           device=netclaims_settings.device, derive=derive)
+        if not read:
+            return
+        specs = [_spec(netclaims_settings, arch, v) for v in variants]
+        if netclaims_settings.plan:
+            planned(pytestconfig, specs)
+        elif netclaims_settings.executor == "process":
+            check_long_training(pytestconfig, store, specs)
+            store.prefetch(specs, device=netclaims_settings.device, derive=derive)
     return start
 
 

@@ -10,6 +10,7 @@ baseline comparison and the pytest outcome. The rest lives beside it: options in
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import json
 from typing import Any
@@ -20,8 +21,16 @@ import netclaims.claims
 from netclaims import data as datasets
 from netclaims.claims import DEFAULT_ARCHS
 from netclaims.numerics import pin_cpu_numerics
+from netclaims.plan import NotTrainedError
 from netclaims.preflight import NotApplicable, PreflightError, preflight
-from netclaims.records import RECORD, Collector, baseline_differences, make_record, not_evidence
+from netclaims.records import (
+    RECORD,
+    Collector,
+    PlanSummary,
+    baseline_differences,
+    make_record,
+    not_evidence,
+)
 from netclaims.report import (
     baseline_key,
     compare_to_baseline,
@@ -81,9 +90,10 @@ def pytest_configure(config: pytest.Config) -> None:
     # which owns the registry
     for prefix in list(netclaims.claims.PAPERS):
         _paper_marker(config, prefix)
-    config.stash[SETTINGS] = resolve_settings(config)
+    config.stash[SETTINGS] = settings = resolve_settings(config)
     if not is_worker(config):
-        config.pluginmanager.register(Collector(config), "netclaims-collector")
+        config.pluginmanager.register(PlanSummary(config) if settings.plan else Collector(config),
+                                      "netclaims-collector")
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -202,6 +212,10 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     pyfuncitem.stash[INFO] = info
     wanted = inspect.signature(pyfuncitem.obj).parameters
     args = {name: value for name, value in pyfuncitem.funcargs.items() if name in wanted}
+    if pyfuncitem.config.stash[SETTINGS].plan:
+        with contextlib.suppress(NotTrainedError):
+            pyfuncitem.obj(**args)
+        pytest.skip("planned (--netclaims-plan): nothing trained")
     try:
         measured = pyfuncitem.obj(**args)
     except NotApplicable as reason:
@@ -249,6 +263,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Any:
     report = outcome.get_result()
     info = claim_info(item)
     if info is None:
+        return
+    if item.config.stash[SETTINGS].plan:  # no verdicts: the plan is the report
+        if call.excinfo is not None and (report.skipped
+                                         or call.excinfo.errisinstance(NotTrainedError)):
+            report.outcome = "skipped"  # a fixture may have read a stand-in run
+            report.longrepr = (str(item.path), (item.location[1] or 0) + 1,
+                               "planned (--netclaims-plan): nothing trained")
         return
     item.stash.setdefault(INFO, info)
     if report.when == "setup":

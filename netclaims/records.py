@@ -23,6 +23,7 @@ from netclaims._io import write_text
 from netclaims.claims import DEFAULT_ARCHS, ClaimInfo
 from netclaims.compare import compare_reports, compare_table
 from netclaims.numerics import describe, fingerprint_differences
+from netclaims.plan import Plan, estimate, plan_json, plan_table, workers_of
 from netclaims.pool import stop_workers
 from netclaims.render import terminal_matrix, write_reports
 from netclaims.report import (
@@ -36,6 +37,7 @@ from netclaims.session import (
     EXCLUDED,
     FIGURES,
     INFO,
+    PLAN,
     RUN_KEYS,
     SETTINGS,
     VERDICT,
@@ -48,6 +50,7 @@ from netclaims.store import (
     provenance,
     training_summary,
 )
+from netclaims.train import resolve_device
 
 RECORD = "netclaims_record"
 
@@ -209,3 +212,29 @@ def _git_commit(root: Path) -> str | None:
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
+
+
+class PlanSummary:
+    """Plan mode's report (``--netclaims-plan``): after the claims ran with stand-in runs,
+    the runs they need per paper and architecture, those in the store and the estimated
+    training time on this device, in the terminal and in ``plan.json``."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+
+    def pytest_terminal_summary(self, terminalreporter: Any) -> None:
+        settings = self.config.stash[SETTINGS]
+        store = Store(settings.store_path, data_root=settings.data_root)
+        rows, seconds = estimate(self.config.stash.get(PLAN, Plan()), store,
+                                 device=settings.device, data_root=settings.data_root)
+        device = resolve_device(settings.device).type
+        workers = workers_of(settings.executor, device)
+        terminalreporter.write_sep("=", "netclaims plan")
+        terminalreporter.write_line(plan_table(rows, workers, settings.scale, device, seconds))
+        path = settings.report_dir / "plan.json"
+        try:
+            write_text(path, json.dumps(plan_json(rows, workers, settings.scale, device),
+                                        indent=2) + "\n")
+            terminalreporter.write_line(f"plan: {path}")
+        except OSError as err:
+            terminalreporter.write_line(f"the plan could not be written ({err})")

@@ -13,11 +13,14 @@ import pytest
 
 from netclaims.claims import ClaimInfo
 from netclaims.health import diagnose
+from netclaims.plan import Plan, PlannedRun
 from netclaims.preflight import Architecture
 from netclaims.progress import TrainingProgress
 from netclaims.run import Run
 from netclaims.settings import Settings, is_worker
+from netclaims.spec import RunSpec
 from netclaims.stats import Verdict
+from netclaims.store import Store
 
 # on the session (config.stash)
 SETTINGS = pytest.StashKey[Settings]()
@@ -25,6 +28,7 @@ ARCHITECTURES = pytest.StashKey[dict[str, Architecture]]()
 DIAGNOSES = pytest.StashKey[dict[str, str | None]]()
 PAPER_MARKERS = pytest.StashKey[set[str]]()
 PROGRESS = pytest.StashKey[TrainingProgress]()
+PLAN = pytest.StashKey[Plan]()
 # on each claim (item.stash)
 INFO = pytest.StashKey[ClaimInfo]()
 VERDICT = pytest.StashKey[Verdict]()
@@ -112,3 +116,28 @@ def progress_display(config: pytest.Config) -> TrainingProgress:
     arch = arch_name(item) if item is not None else None
     progress.context = f"{info.id} on {arch}" if info is not None and arch else ""
     return progress
+
+
+def planned(config: pytest.Config, specs: Sequence[RunSpec]) -> list[PlannedRun]:
+    """Plan mode: note the runs the running claim asks for, by its paper and architecture,
+    and hand back stand-ins (:mod:`netclaims.plan`)."""
+    item = CURRENT[0] if CURRENT else None
+    info = claim_info(item) if item is not None else None
+    arch = arch_name(item) if item is not None else None
+    return config.stash.setdefault(PLAN, Plan()).add(
+        info.paper if info is not None else "-", arch or "-", specs)
+
+
+def check_long_training(config: pytest.Config, store: Store, specs: Sequence[RunSpec]) -> None:
+    """Paper scale trains for hours: without ``--netclaims-allow-long`` the session stops
+    before the first run it would train (runs already in the store are read)."""
+    settings = config.stash[SETTINGS]
+    if settings.scale != "paper" or settings.allow_long:
+        return
+    missing = [spec for spec in specs if not store.has(spec)]
+    if missing:
+        pytest.exit(f"netclaims: paper scale would now train {len(missing)} run(s) "
+                    f"({missing[0].label}{', …' if len(missing) > 1 else ''}), and its claims "
+                    "train for hours; nothing was trained. See what a selection needs with "
+                    "--netclaims-plan, then run it with --netclaims-allow-long.",
+                    returncode=pytest.ExitCode.USAGE_ERROR)

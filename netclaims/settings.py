@@ -40,9 +40,11 @@ class Settings:
     inconclusive: str
     dataset: str = "mnist1d"
     seeds_given: bool = False
+    plan: bool = False
+    allow_long: bool = False
 
 
-IniType = Literal["string", "linelist"]
+IniType = Literal["string", "linelist", "bool"]
 
 
 OPTIONS: list[tuple[str, IniType, dict[str, Any]]] = [
@@ -79,6 +81,14 @@ OPTIONS: list[tuple[str, IniType, dict[str, Any]]] = [
                                                       "report"}),
     ("inconclusive", "string", {"choices": ("fail", "pass"),
                                 "help": "outcome of INCONCLUSIVE claims (default: fail)"}),
+    ("plan", "bool", {"action": "store_true",
+                      "help": "train nothing: print how many runs the selected claims need, "
+                              "how many are in the store and the estimated training time "
+                              "on this device"}),
+    ("allow-long", "bool", {"action": "store_true",
+                            "help": "let paper scale train (hours): without it a paper-scale "
+                                    "session stops before its first training, so that a long "
+                                    "run never starts by surprise (see --netclaims-plan)"}),
 ]
 
 
@@ -129,7 +139,8 @@ def resolve_settings(config: pytest.Config) -> Settings:
         report_dir=root / (option_value(config, "report") or "netclaims-report"),
         baseline=baseline, save_baseline=Path(save) if save else None, compare=compare,
         inconclusive=option_value(config, "inconclusive") or "fail",
-        dataset=task)
+        dataset=task, plan=bool(option_value(config, "plan")),
+        allow_long=bool(option_value(config, "allow-long")))
 
 
 def _load_file(path: str | None, option: str, load: Callable[[str], Any]) -> Any:
