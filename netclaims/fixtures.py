@@ -29,7 +29,7 @@ from netclaims.session import (
     progress_display,
 )
 from netclaims.settings import Settings, task_data
-from netclaims.spec import RunSpec
+from netclaims.spec import RunSpec, resolved
 from netclaims.store import Store
 
 
@@ -93,7 +93,15 @@ def arch(request: pytest.FixtureRequest) -> Architecture:
 
 def _spec(settings: Settings, arch: Architecture | str, fields: dict[str, Any]) -> RunSpec:
     scaled = models.scale_fields(str(arch), settings.scale)
-    return RunSpec(model=str(arch), **{"dataset": settings.dataset, **scaled, **fields})
+    merged = {"dataset": settings.dataset, **scaled, **fields}
+    forced = settings.overrides
+    if "epochs" in forced and merged.get("checkpoint_epochs"):
+        # the protocol's checkpoints move with the end, at the same share of training
+        planned = resolved(RunSpec(model=str(arch), **merged).epochs, "epochs")
+        merged["checkpoint_epochs"] = sorted({
+            0 if e == 0 else min(forced["epochs"], max(1, round(e * forced["epochs"] / planned)))
+            for e in merged["checkpoint_epochs"]})
+    return RunSpec(model=str(arch), **{**merged, **forced})
 
 
 @pytest.fixture(scope="session")

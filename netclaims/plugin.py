@@ -101,6 +101,10 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
     lines = [f"netclaims: {settings.scale} scale, {len(settings.seeds)} seeds, task "
              f"{settings.dataset}, device {settings.device}, executor {settings.executor}, "
              f"store {settings.store_path or default_store_path()}"]
+    if settings.overrides:
+        forced = ", ".join(f"{k}={v!r}" for k, v in settings.overrides.items())
+        lines.append(f"netclaims: every run with {forced} (--netclaims-override): a check of "
+                     "the code path; its verdicts are not evidence")
     if settings.data_root and "root" not in datasets.options_of(settings.dataset):
         lines.append(f"netclaims: --netclaims-data-root {settings.data_root} is not used: task "
                      f"{settings.dataset} is generated, not read from disk (choose a task "

@@ -138,6 +138,7 @@ class Collector:
                 "scaled_training": {name: fields for name in models.available()
                                     if (fields := models.scale_fields(name, settings.scale))},
                 "command": _command_line(),
+                **({"overrides": settings.overrides} if settings.overrides else {}),
                 "wall_seconds": round(time.time() - self.started, 1),
                 "training": self.training}
         report = self.report = build_report(self.records, prov)

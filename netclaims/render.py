@@ -95,9 +95,12 @@ def cell_text(record: Record | None, *, short: bool = False) -> str:
 def _headline(report: Mapping[str, Any]) -> str:
     prov = report.get("provenance", {})
     commit = str(prov.get("git_commit") or "?")[:10]
+    forced = ", ".join(f"{k}={v!r}" for k, v in (prov.get("overrides") or {}).items())
     return (f"scale {prov.get('scale', '?')}, {len(prov.get('seeds') or [])} seeds, task "
             f"{prov.get('task', '?')}, {len(report['records'])} results, netclaims "
-            f"{prov.get('netclaims', '?')}, commit {commit}, {prov.get('device', '?')}")
+            f"{prov.get('netclaims', '?')}, commit {commit}, {prov.get('device', '?')}"
+            + (f"; every run with {forced}: a check of the code path, not evidence"
+               if forced else ""))
 
 
 # --------------------------------------------------------------------------- terminal

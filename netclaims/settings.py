@@ -4,10 +4,12 @@ anything trains."""
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
 import tempfile
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -20,6 +22,7 @@ from netclaims.report import (
     load_baseline,
     load_report,
 )
+from netclaims.spec import RunSpec
 
 
 @dataclass
@@ -42,6 +45,7 @@ class Settings:
     seeds_given: bool = False
     plan: bool = False
     allow_long: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)
 
 
 IniType = Literal["string", "linelist", "bool"]
@@ -81,6 +85,10 @@ OPTIONS: list[tuple[str, IniType, dict[str, Any]]] = [
                                                       "report"}),
     ("inconclusive", "string", {"choices": ("fail", "pass"),
                                 "help": "outcome of INCONCLUSIVE claims (default: fail)"}),
+    ("override", "linelist", {"action": "append", "metavar": "FIELD=VALUE",
+                              "help": "force a run-spec field in every run (repeatable), e.g. "
+                                      "epochs=2: a quick check of a scale's code path, whose "
+                                      "results are not evidence"}),
     ("plan", "bool", {"action": "store_true",
                       "help": "train nothing: print how many runs the selected claims need, "
                               "how many are in the store and the estimated training time "
@@ -123,6 +131,10 @@ def resolve_settings(config: pytest.Config) -> Settings:
                                 "with a baseline recorded on the same task")
     compare = _load_file(option_value(config, "compare"), "compare", load_report)
     save = option_value(config, "save-baseline")
+    overrides = parse_overrides(option_value(config, "override") or [])
+    if save and overrides:
+        raise pytest.UsageError("--netclaims-save-baseline records evidence; runs changed by "
+                                "--netclaims-override are not")
     if save and Path(save).is_dir():
         raise pytest.UsageError(f"--netclaims-save-baseline {save} is a folder; name the "
                                 "baseline file to write")
@@ -140,7 +152,29 @@ def resolve_settings(config: pytest.Config) -> Settings:
         baseline=baseline, save_baseline=Path(save) if save else None, compare=compare,
         inconclusive=option_value(config, "inconclusive") or "fail",
         dataset=task, plan=bool(option_value(config, "plan")),
-        allow_long=bool(option_value(config, "allow-long")))
+        allow_long=bool(option_value(config, "allow-long")),
+        overrides=overrides)
+
+
+OVERRIDE_FORBIDDEN = ("model", "seed", "model_source")
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["epochs=2", "width=0.25"]`` -> ``{"epochs": 2, "width": 0.25}`` (values read as
+    JSON where they parse, else as text), each a field of :class:`RunSpec`."""
+    fields = {f.name for f in dataclasses.fields(RunSpec)} - set(OVERRIDE_FORBIDDEN)
+    out: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        name = name.strip()
+        if not sep or name not in fields:
+            raise pytest.UsageError(f"--netclaims-override {item!r}: expected FIELD=VALUE with "
+                                    f"FIELD one of {sorted(fields)}")
+        try:
+            out[name] = json.loads(text)
+        except json.JSONDecodeError:
+            out[name] = text
+    return out
 
 
 def _load_file(path: str | None, option: str, load: Callable[[str], Any]) -> Any:

@@ -145,3 +145,54 @@ def claims_helpers(monkeypatch):
                  getattr(sys.modules[n], "__file__", "") and
                  Path(sys.modules[n].__file__).parent == CLAIMS]:
         del sys.modules[name]
+
+
+def write_cifar(root: Path, name: str, *, train: int = 300, test: int = 100,
+                seed: int = 0) -> Path:
+    """A folder in the layout of the official CIFAR archives' Python version (pickled batches,
+    ``data`` rows of 3072 bytes), with a few hundred images: each class a random template
+    plus noise, so that a net can learn it. CIFAR-100 also gets coarse labels (fine // 5), and
+    only 2 fine classes of each of 4 superclasses, so that a few hundred images hold every
+    fine class of a superclass many times (as the intraclass-clustering measures need)."""
+    import pickle
+
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    classes = 10 if name == "cifar10" else 100
+    templates = rng.integers(0, 256, (classes, 3072))
+
+    present = np.arange(classes) if name == "cifar10" else \
+        np.array([5 * c + j for c in range(4) for j in range(2)])
+
+    def batch(n: int) -> dict:
+        labels = present[rng.integers(0, present.size, n)]
+        noise = rng.integers(0, 256, (n, 3072))
+        data = ((templates[labels] + noise) // 2).astype(np.uint8)
+        if name == "cifar10":
+            return {"data": data, "labels": labels.tolist()}
+        return {"data": data, "fine_labels": labels.tolist(),
+                "coarse_labels": (labels // 5).tolist()}
+
+    if name == "cifar10":
+        folder = root / "cifar-10-batches-py"
+        files = {f"data_batch_{i}": train // 5 for i in range(1, 6)} | {"test_batch": test}
+    else:
+        folder = root / "cifar-100-python"
+        files = {"train": train, "test": test}
+    folder.mkdir(parents=True, exist_ok=True)
+    for file, n in files.items():
+        with open(folder / file, "wb") as f:
+            pickle.dump(batch(n), f)
+    names = [f"class{i}" for i in range(classes)]
+    meta = ("batches.meta", {"label_names": names}) if name == "cifar10" else \
+        ("meta", {"fine_label_names": names, "coarse_label_names": names[:20]})
+    with open(folder / meta[0], "wb") as f:
+        pickle.dump(meta[1], f)
+    return root
+
+
+@pytest.fixture
+def cifar_root(tmp_path):
+    """``cifar_root(name, **sizes)``: a generated CIFAR-10/100 folder (:func:`write_cifar`)."""
+    return lambda name, **sizes: write_cifar(tmp_path / "cifar", name, **sizes)

@@ -55,6 +55,66 @@ def test_superclasses_keep_subclasses():
         data.load("digits", superclasses=[[0, 1], [1, 2]])
 
 
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_reads_a_folder_in_the_archives_format(cifar_root, name):
+    """The pickled batches are read as torchvision reads them (channel-major rows), without
+    its checksums of the official files, and standardized with the training statistics."""
+    import pickle
+
+    root = cifar_root(name, train=50, test=20)
+    loaded = data.load(name, root=str(root)) if name == "cifar10" else \
+        data.load(name, root=str(root), coarse=True)
+    assert loaded.x_train.shape == (50, 3, 32, 32) and loaded.x_test.shape == (20, 3, 32, 32)
+    folder = root / ("cifar-10-batches-py" if name == "cifar10" else "cifar-100-python")
+    files = [f"data_batch_{i}" for i in range(1, 6)] if name == "cifar10" else ["train"]
+    batches = [pickle.loads((folder / f).read_bytes()) for f in files]
+    first = batches[0]
+    raw = torch.tensor(np.concatenate([b["data"] for b in batches]),
+                       dtype=torch.float32).reshape(-1, 3, 32, 32) / 255  # channel-major rows
+    mean, std = raw.mean((0, 2, 3), keepdim=True), raw.std((0, 2, 3), keepdim=True)
+    assert torch.equal(loaded.x_train, (raw - mean) / std)
+    if name == "cifar10":
+        assert loaded.y_train[:10].tolist() == first["labels"][:10]
+    else:
+        assert loaded.y_train[:10].tolist() == first["coarse_labels"][:10]
+        assert loaded.subclasses_train[:10].tolist() == first["fine_labels"][:10]
+        assert loaded.num_classes <= 20
+
+
+@pytest.mark.parametrize("name", ["cifar10", "cifar100"])
+def test_cifar_reads_what_torchvision_reads(cifar_root, name, monkeypatch):
+    from torchvision import datasets as tv
+
+    root = cifar_root(name, train=50, test=20)
+    cls = tv.CIFAR10 if name == "cifar10" else tv.CIFAR100
+    from torchvision.datasets import cifar
+
+    # the generated files are not the official ones: skip torchvision's checksums of those
+    monkeypatch.setattr(cls, "_check_integrity", lambda self: True)
+    monkeypatch.setattr(cifar, "check_integrity", lambda *args, **kwargs: True)
+    train, test = (cls(str(root), train=t, download=False) for t in (True, False))
+    images = {k: torch.from_numpy(d.data).permute(0, 3, 1, 2).float() / 255
+              for k, d in (("train", train), ("test", test))}
+    mean = images["train"].mean((0, 2, 3), keepdim=True)
+    std = images["train"].std((0, 2, 3), keepdim=True)
+    ours = data.load(name, root=str(root))
+    assert torch.equal(ours.x_train, (images["train"] - mean) / std)
+    assert torch.equal(ours.x_test, (images["test"] - mean) / std)
+    assert ours.y_train.tolist() == list(train.targets)
+    assert ours.y_test.tolist() == list(test.targets)
+
+
+def test_a_damaged_cifar_folder_is_named(cifar_root):
+    root = cifar_root("cifar10", train=50, test=20)
+    (root / "cifar-10-batches-py" / "data_batch_3").unlink()
+    with pytest.raises(FileNotFoundError, match="data_batch_3 is missing"):
+        data.load("cifar10", root=str(root))
+    (root / "cifar-10-batches-py" / "data_batch_3").write_bytes(
+        __import__("pickle").dumps({"images": []}))
+    with pytest.raises(ValueError, match="data_batch_3 is not a CIFAR batch"):
+        data.load("cifar10", root=str(root))
+
+
 def test_cifar_needs_a_local_folder(tmp_path):
     with pytest.raises(FileNotFoundError, match="cifar-10-batches-py"):
         data.load("cifar10", root=str(tmp_path))

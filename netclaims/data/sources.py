@@ -133,32 +133,59 @@ def teacher(dim: int = 10, train: int = 1000, test: int = 1000, teacher_width: i
     raise RuntimeError(f"no teacher among {max_attempts} draws gave balanced labels")
 
 
+CIFAR_FILES = {
+    "cifar10": ("cifar-10-batches-py", {"train": [f"data_batch_{i}" for i in range(1, 6)],
+                                        "test": ["test_batch"]}, "labels"),
+    "cifar100": ("cifar-100-python", {"train": ["train"], "test": ["test"]}, "fine_labels"),
+}
+"""The Python version of each archive: folder, the pickled batches of each split (torchvision's
+layout) and the key of the labels."""
+
+
+def _cifar_split(folder: Path, files: list[str], label_key: str,
+                 coarse: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Images ``(n, 3, 32, 32)`` in [0, 1], labels (coarse ones with ``coarse``) and fine
+    labels of one split, read from the user's pickled batches as torchvision reads them
+    (``data``: rows of 3072 bytes, channel-major), without its checksums of the official
+    files: a subset or a re-packed copy in the same format reads too."""
+    images, labels, coarse_labels = [], [], []
+    for name in files:
+        path = folder / name
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: the folder must hold the pickled "
+                                    f"batches {files} of the official archive")
+        with open(path, "rb") as f:
+            entry = pickle.load(f, encoding="latin1")  # the user's own file, never downloaded
+        try:
+            images.append(np.asarray(entry["data"], dtype=np.uint8).reshape(-1, 3, 32, 32))
+            labels += list(entry[label_key])
+            if coarse:
+                coarse_labels += list(entry["coarse_labels"])
+        except (KeyError, ValueError) as err:
+            raise ValueError(f"{path} is not a CIFAR batch (needs 'data' rows of 3072 bytes "
+                             f"and '{label_key}'{' and coarse_labels' if coarse else ''}): "
+                             f"{err}") from err
+    x = torch.from_numpy(np.concatenate(images)).float() / 255.0
+    fine = torch.tensor(labels, dtype=torch.int64)
+    if x.shape[0] != fine.shape[0]:
+        raise ValueError(f"{folder}: {x.shape[0]} images but {fine.shape[0]} labels")
+    y = torch.tensor(coarse_labels, dtype=torch.int64) if coarse else fine
+    return x, y, fine
+
+
 def _cifar(name: str, root: str | None, coarse: bool) -> Dataset:
     if root is None:
         raise ValueError(f"{name} is only read from a local folder: pass root=DIR "
                          "(or --netclaims-data-root DIR); nothing is downloaded")
-    folder = {"cifar10": "cifar-10-batches-py", "cifar100": "cifar-100-python"}[name]
+    folder, files, label_key = CIFAR_FILES[name]
     path = Path(root).expanduser()
     if not (path / folder).is_dir():
         raise FileNotFoundError(
             f"{name}: no folder {path / folder}. Put the extracted Python version of "
             f"{name.upper()} (the '{folder}/' folder of the official archive) under {path}; "
             "netclaims never downloads it.")
-    from torchvision import datasets
-
-    cls = datasets.CIFAR10 if name == "cifar10" else datasets.CIFAR100
-    parts = {}
-    for split in ("train", "test"):
-        ds = cls(str(path), train=split == "train", download=False)
-        x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float() / 255.0
-        y = torch.tensor(ds.targets, dtype=torch.int64)
-        fine = y
-        if coarse:
-            # the user's own CIFAR file, read the way torchvision reads it (never a store entry)
-            with open(path / folder / split, "rb") as f:
-                entry = pickle.load(f, encoding="latin1")
-            y = torch.tensor(entry["coarse_labels"], dtype=torch.int64)
-        parts[split] = (x, y, fine)
+    parts = {split: _cifar_split(path / folder, files[split], label_key, coarse)
+             for split in ("train", "test")}
     mean = parts["train"][0].mean((0, 2, 3), keepdim=True)
     std = parts["train"][0].std((0, 2, 3), keepdim=True)
     (xtr, ytr, ftr), (xte, yte, fte) = parts["train"], parts["test"]
