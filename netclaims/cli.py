@@ -19,6 +19,7 @@ from netclaims._usage import StoreBusyError
 from netclaims.claims import ClaimInfo
 from netclaims.cleanup import collect_garbage, kept_runs
 from netclaims.compare import compare_reports, compare_table
+from netclaims.inventory import iter_entries
 from netclaims.preflight import CAPABILITIES, PreflightError, preflight
 from netclaims.render import render_html, render_markdown
 from netclaims.report import (
@@ -27,7 +28,7 @@ from netclaims.report import (
     load_baseline,
     load_report,
 )
-from netclaims.store import Store, iter_entries
+from netclaims.store import Store
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -148,7 +148,8 @@ def train_runs(netclaims_settings: Settings, store: Store,
         check_long_training(pytestconfig, store, specs)
         runs = store.runs(specs, executor=netclaims_settings.executor,
                           device=netclaims_settings.device,
-                          progress=progress_display(pytestconfig), derive=derive)
+                          progress=progress_display(pytestconfig), derive=derive,
+                          ensemble=netclaims_settings.ensemble)
         note_runs(runs, read=read)
         return runs
     return make
@@ -218,7 +219,7 @@ def prefetch_runs(netclaims_settings: Settings, store: Store,
         specs = [_spec(netclaims_settings, arch, v) for v in variants]
         if netclaims_settings.plan:
             planned(pytestconfig, specs)
-        elif netclaims_settings.executor == "process":
+        elif netclaims_settings.executor == "process" and not netclaims_settings.ensemble:
             check_long_training(pytestconfig, store, specs)
             store.prefetch(specs, device=netclaims_settings.device, derive=derive)
     return start

@@ -99,7 +99,8 @@ def pytest_configure(config: pytest.Config) -> None:
 def pytest_report_header(config: pytest.Config) -> list[str]:
     settings = config.stash[SETTINGS]
     lines = [f"netclaims: {settings.scale} scale, {len(settings.seeds)} seeds, task "
-             f"{settings.dataset}, device {settings.device}, executor {settings.executor}, "
+             f"{settings.dataset}, device {settings.device}, executor {settings.executor}"
+             f"{' (seeds as ensembles)' if settings.ensemble else ''}, "
              f"store {settings.store_path or default_store_path()}"]
     if settings.overrides:
         forced = ", ".join(f"{k}={v!r}" for k, v in settings.overrides.items())

@@ -22,6 +22,7 @@ from netclaims import models
 from netclaims._io import write_text
 from netclaims.claims import DEFAULT_ARCHS, ClaimInfo
 from netclaims.compare import compare_reports, compare_table
+from netclaims.inventory import describe_training, training_summary
 from netclaims.numerics import describe, fingerprint_differences
 from netclaims.plan import Plan, estimate, plan_json, plan_table, workers_of
 from netclaims.pool import stop_workers
@@ -44,12 +45,7 @@ from netclaims.session import (
 )
 from netclaims.settings import Settings
 from netclaims.stats import Outcome, Verdict
-from netclaims.store import (
-    Store,
-    describe_training,
-    provenance,
-    training_summary,
-)
+from netclaims.store import Store, provenance
 from netclaims.train import resolve_device
 
 RECORD = "netclaims_record"

@@ -45,6 +45,7 @@ class Settings:
     seeds_given: bool = False
     plan: bool = False
     allow_long: bool = False
+    ensemble: bool = False
     overrides: dict[str, Any] = field(default_factory=dict)
 
 
@@ -68,6 +69,11 @@ OPTIONS: list[tuple[str, IniType, dict[str, Any]]] = [
                             "help": "how zoos are trained (default auto: a process pool, one "
                                     "worker per CPU, when training on the CPU of a machine "
                                     "with several and not under xdist; else inline)"}),
+    ("ensemble", "string", {"choices": ("auto", "on", "off"),
+                            "help": "train the seeds of a condition together as one batched "
+                                    "model (default auto: on a GPU, which one small net "
+                                    "leaves idle; off on the CPU, where the process pool "
+                                    "fills the cores)"}),
     ("task", "string", {"metavar": "NAME",
                         "help": "dataset the claims train on: mnist1d (default; inputs "
                                 "(1, 40)) or digits (scikit-learn's 8x8 images, inputs "
@@ -153,7 +159,19 @@ def resolve_settings(config: pytest.Config) -> Settings:
         inconclusive=option_value(config, "inconclusive") or "fail",
         dataset=task, plan=bool(option_value(config, "plan")),
         allow_long=bool(option_value(config, "allow-long")),
+        ensemble=_ensemble(option_value(config, "ensemble") or "auto", device),
         overrides=overrides)
+
+
+def _ensemble(choice: str, device: str) -> bool:
+    """Whether zoos train as ensembles: ``on``, ``off``, or (``auto``) on a CUDA device."""
+    if choice not in ("auto", "on", "off"):
+        raise pytest.UsageError(f"netclaims_ensemble must be auto, on or off, got {choice!r}")
+    if choice != "auto":
+        return choice == "on"
+    import torch
+
+    return device == "cuda" or (device == "auto" and torch.cuda.is_available())
 
 
 OVERRIDE_FORBIDDEN = ("model", "seed", "model_source")

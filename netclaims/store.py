@@ -30,7 +30,7 @@ import shutil
 import sys
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, cast
 
@@ -40,6 +40,7 @@ from filelock import FileLock
 import netclaims
 from netclaims import _usage
 from netclaims._io import write_json
+from netclaims.ensemble import groups, train_ensemble
 from netclaims.numerics import numerics_fingerprint
 from netclaims.pool import POOLS, stop_workers, usable, worker_pool
 from netclaims.run import Run
@@ -47,6 +48,7 @@ from netclaims.spec import RunSpec, resolved
 from netclaims.train import (
     STATE_EVERY_SECONDS,
     Progress,
+    TrainState,
     one_cpu_thread,
     train,
 )
@@ -173,32 +175,68 @@ class Store:
             started = time.time()
             state = train(spec, work, device=device, data_root=self.data_root,
                           progress=progress, state_every=state_every)
-            write_json(work / "history.json", state.history)
-            for leftover in [*work.glob("state*"), *work.glob(".*")]:
-                leftover.unlink()
-            files = {str(p.relative_to(work)): _sha256(p)
-                     for p in [*sorted(work.rglob("*.safetensors")), work / "history.json"]}
-            write_json(work / "manifest.json", {
-                "key": spec.key, "spec": spec.to_dict(), "files": files,
-                "stopped_early": state.stopped, "epochs_trained": state.epoch,
-                "provenance": provenance(device), "train_seconds": state.seconds,
-                "finished": time.time(), "started": started})
-            entry = self.entry(spec)
-            shutil.rmtree(entry, ignore_errors=True)
-            os.replace(work, entry)
+            self._publish(spec, work, state, started, device)
+        return self._fresh(spec)
+
+    def _publish(self, spec: RunSpec, work: Path, state: TrainState, started: float,
+                 device: str, **notes: Any) -> None:
+        """Move a trained run from ``work`` into the store under its manifest (the caller
+        holds the key's lock)."""
+        write_json(work / "history.json", state.history)
+        for leftover in [*work.glob("state*"), *work.glob(".*")]:
+            leftover.unlink()
+        files = {str(p.relative_to(work)): _sha256(p)
+                 for p in [*sorted(work.rglob("*.safetensors")), work / "history.json"]}
+        write_json(work / "manifest.json", {
+            "key": spec.key, "spec": spec.to_dict(), "files": files,
+            "stopped_early": state.stopped, "epochs_trained": state.epoch,
+            "provenance": provenance(device), "train_seconds": state.seconds,
+            "finished": time.time(), "started": started, **notes})
+        entry = self.entry(spec)
+        shutil.rmtree(entry, ignore_errors=True)
+        os.replace(work, entry)
+
+    def _fresh(self, spec: RunSpec) -> Run:
         run = self._verified(spec)
         if run is None:
             raise RuntimeError(f"{spec.label} is missing from the store after training")
         run.fresh = True
         return run
 
+    def train_together(self, specs: Sequence[RunSpec], *, device: str = "auto",
+                       progress: Progress | None = None) -> list[Run]:
+        """The runs of ``specs`` (members of one ensemble: :func:`netclaims.ensemble.groups`),
+        those not in the store trained together as one batched model while holding every
+        member's lock, each published as an ordinary run (its manifest says
+        ``trained_with``: how many members trained together)."""
+        with contextlib.ExitStack() as held:
+            for spec in sorted(specs, key=lambda s: s.key):  # one order: no deadlock
+                held.enter_context(FileLock(str(self.path / "locks" / f"{spec.key}.lock")))
+            todo = [spec for spec in specs if self._verified(spec) is None]
+            works = [self.path / "work" / spec.key for spec in todo]
+            for work in works:  # an interrupted attempt's state is not an ensemble's
+                shutil.rmtree(work, ignore_errors=True)
+            started = time.time()
+            if todo:
+                states = train_ensemble(todo, works, device=device, data_root=self.data_root,
+                                        progress=progress)
+                for spec, work, state in zip(todo, works, states, strict=True):
+                    self._publish(spec, work, state, started, device,
+                                  trained_with=len(todo))
+        return [self._fresh(spec) if spec in todo else cast(Run, self._verified(spec))
+                for spec in specs]
+
     def runs(self, specs: Sequence[RunSpec], *, executor: str = "inline",
              workers: int | None = None, device: str = "auto",
              progress: Progress | None = None,
-             derive: Callable[[Run], Any] | None = None) -> list[Run]:
+             derive: Callable[[Run], Any] | None = None,
+             ensemble: bool = False) -> list[Run]:
         """Every run of ``specs`` (in order), training the missing ones in-process
         (``inline``), in a process pool (``process``) or on a Ray cluster (``ray``: the
-        cluster at ``RAY_ADDRESS``, else a local one). Workers write to this store.
+        cluster at ``RAY_ADDRESS``, else a local one). Workers write to this store. With
+        ``ensemble``, missing runs that differ only in their seed train together in-process
+        as one batched model (:mod:`netclaims.ensemble`; the others one by one), whatever
+        the executor.
 
         ``derive``, a picklable function of a run that caches its results with
         :meth:`Run.derived` (a module-level function or a ``functools.partial`` of one), is
@@ -221,7 +259,9 @@ class Store:
         total = len(missing)
         if missing:
             report({"event": "zoo", "total": total, "stored": len(unique) - total})
-            if executor == "inline" or (total == 1 and missing[0].key not in self._pending):
+            if ensemble:
+                self._ensembles(missing, device, report, derive, progress)
+            elif executor == "inline" or (total == 1 and missing[0].key not in self._pending):
                 for done, spec in enumerate(missing, start=1):
                     run = self.run(spec, device=device, progress=progress)
                     if derive is not None:
@@ -238,6 +278,20 @@ class Store:
         if absent:
             raise RuntimeError(f"runs missing from the store after training: {absent}")
         return [cast(Run, found[s.key]) for s in specs]
+
+    def _ensembles(self, missing: list[RunSpec], device: str, report: Progress,
+                   derive: Callable[[Run], Any] | None, progress: Progress | None) -> None:
+        together, alone = groups(missing)
+        done = 0
+        for batch in [*together, *([s] for s in alone)]:
+            runs = self.train_together(batch, device=device, progress=progress) \
+                if len(batch) > 1 else [self.run(batch[0], device=device, progress=progress)]
+            for run in runs:
+                if derive is not None:
+                    derive(run)
+                done += 1
+                report({"event": "trained", "done": done, "total": len(missing),
+                        "label": run.spec.label})
 
     def prefetch(self, specs: Sequence[RunSpec], *, workers: int | None = None,
                  device: str = "auto", derive: Callable[[Run], Any] | None = None) -> None:
@@ -358,55 +412,3 @@ def provenance(device: str = "auto") -> dict[str, Any]:
         "device": where, "platform": platform.platform(), "threads": torch.get_num_threads(),
         "numerics": numerics_fingerprint(where),
     }
-
-
-def training_summary(store: Store, keys: Iterable[str], since: float) -> dict[str, Any]:
-    """Which of the runs ``keys`` were trained from ``since`` (a :func:`time.time`) on: their
-    number, and their training seconds summed over the processes that trained them (the
-    manifests' ``train_seconds``: optimizer steps only, without evaluations, checkpoints or
-    derived measures). ``runs`` counts the keys, ``missing`` those with no complete entry
-    now (removed or damaged since they were read)."""
-    runs = trained = missing = 0
-    seconds = 0.0
-    for key in keys:
-        runs += 1
-        try:
-            manifest = read_manifest(store.path / "runs" / key)
-        except CorruptEntryError:
-            manifest = None
-        if manifest is None:
-            missing += 1
-            continue
-        if manifest["started"] >= since:
-            trained += 1
-            seconds += manifest["train_seconds"]
-    return {"runs": runs, "trained": trained, "train_seconds": round(seconds, 3),
-            "missing": missing}
-
-
-def describe_training(summary: Mapping[str, Any]) -> str:
-    """One line of a :func:`training_summary`, e.g. ``361 read by the claims, 12 trained in
-    this session (48.2 s of training summed over processes)``."""
-    text = f"{summary['runs']} read by the claims, {summary['trained']} trained in this session"
-    if summary["trained"]:
-        text += f" ({summary['train_seconds']:g} s of training summed over processes)"
-    if summary["missing"]:
-        text += (f"; {summary['missing']} no longer in the store (removed or damaged since "
-                 "they were read)")
-    return text
-
-
-def iter_entries(store: Store) -> Iterable[dict[str, Any]]:
-    """One record per entry with a manifest (key, label, epochs, size in bytes) for
-    listings; a damaged one is listed as such (its label says why), not skipped."""
-    for key in store.run_keys():
-        entry = store.path / "runs" / key
-        size = sum(p.stat().st_size for p in entry.rglob("*") if p.is_file())
-        try:
-            manifest = read_manifest(entry)
-            if manifest is None:
-                raise CorruptEntryError("its manifest is gone")
-            label, epochs = RunSpec.from_dict(manifest["spec"]).label, manifest["epochs_trained"]
-        except (CorruptEntryError, KeyError, TypeError, ValueError) as err:
-            label, epochs = f"DAMAGED: {err} (retrained when next read)", "-"
-        yield {"key": key, "label": label, "bytes": size, "epochs": epochs}

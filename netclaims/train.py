@@ -12,7 +12,7 @@ import json
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -52,7 +52,7 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def _epoch_seed(seed: int, epoch: int) -> int:
+def epoch_seed(seed: int, epoch: int) -> int:
     return int(hashlib.sha256(f"{seed}:{epoch}".encode()).hexdigest()[:15], 16)
 
 
@@ -67,8 +67,9 @@ def lr_at(spec: RunSpec, epoch: int) -> float:
     return lr
 
 
-def _optimizer(spec: RunSpec, model: nn.Module) -> torch.optim.Optimizer:
-    params, lr = model.parameters(), resolved(spec.lr, "lr")
+def optimizer_for(spec: RunSpec, params: Iterable[torch.Tensor]) -> torch.optim.Optimizer:
+    """The spec's optimizer over ``params`` (a model's, or an ensemble's stacked ones)."""
+    lr = resolved(spec.lr, "lr")
     if spec.optimizer == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=spec.weight_decay)
     momentum = spec.momentum if spec.optimizer == "momentum" else 0.0
@@ -84,7 +85,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.d
     loss = correct = 0.0
     for start in range(0, x.shape[0], batch_size):
         xb, yb = x[start:start + batch_size].to(device), y[start:start + batch_size].to(device)
-        with _autocast(device):
+        with autocast(device):
             logits = model(xb).float()
         loss += float(F.cross_entropy(logits, yb, reduction="sum"))
         correct += float((logits.argmax(1) == yb).sum())
@@ -92,7 +93,7 @@ def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.d
     return loss / x.shape[0], correct / x.shape[0]
 
 
-def _autocast(device: torch.device) -> Any:
+def autocast(device: torch.device) -> Any:
     """bfloat16 mixed precision on CUDA; nothing on CPU (keeps CPU runs exact)."""
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -192,7 +193,7 @@ def _start(spec: RunSpec, data: datasets.Dataset, dev: torch.device, workdir: Pa
     while True:
         torch.manual_seed(spec.seed)
         model = spec.build_model(data).to(dev)
-        opt = _optimizer(spec, model)
+        opt = optimizer_for(spec, model.parameters())
         try:
             return model, opt, _load_state(workdir, model, opt, dev)
         except _DAMAGED_STATE as err:
@@ -203,7 +204,7 @@ def _start(spec: RunSpec, data: datasets.Dataset, dev: torch.device, workdir: Pa
                 path.unlink(missing_ok=True)
 
 
-def _check_outputs(spec: RunSpec, model: nn.Module, data: datasets.Dataset,
+def check_outputs(spec: RunSpec, model: nn.Module, data: datasets.Dataset,
                    dev: torch.device) -> None:
     """Raise unless the model gives one logit per class of the task (too few would fail
     deep inside the loss; too many would train a net with classes that never occur)."""
@@ -273,7 +274,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
     (workdir / "checkpoints").mkdir(parents=True, exist_ok=True)
     data = spec.load_data(data_root)
     model, opt, state = _start(spec, data, dev, workdir)
-    _check_outputs(spec, model, data, dev)
+    check_outputs(spec, model, data, dev)
     kind = default_augmentation(data.input_shape) if spec.augmentation == "auto" \
         else spec.augmentation
     reg_layers = sorted({layer for r in spec.regularizers
@@ -281,7 +282,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
     x_train, y_train = data.x_train, data.y_train
     if state is None:
         state = TrainState()
-        _record(state, model, data, dev, lr=0.0)
+        record_history(state, model, data, dev, lr=0.0)
         if 0 in spec.checkpoint_epochs:
             save_weights(model, workdir / "checkpoints" / f"{checkpoint_name(epoch=0)}.safetensors")
     n = x_train.shape[0]
@@ -293,8 +294,8 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
         lr = lr_at(spec, epoch)
         for group in opt.param_groups:
             group["lr"] = lr
-        torch.manual_seed(_epoch_seed(spec.seed, epoch))
-        gen = torch.Generator().manual_seed(_epoch_seed(spec.seed, epoch))
+        torch.manual_seed(epoch_seed(spec.seed, epoch))
+        gen = torch.Generator().manual_seed(epoch_seed(spec.seed, epoch))
         order = torch.randperm(n, generator=gen)
         active = [r for r in spec.regularizers if r.active(epoch)]
         # the regularizers read the unit layers' outputs, with their gradients
@@ -308,7 +309,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
                 if kind is not None:
                     xb = augment(xb, kind, gen)
                 xb, yb = xb.to(dev), yb.to(dev)
-                with _autocast(dev):
+                with autocast(dev):
                     logits = model(xb)
                 loss = F.cross_entropy(logits.float(), yb)
                 outputs = capture.pop_batch() if capture is not None else {}
@@ -333,7 +334,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
         evaluated = spec.evaluate == "every_epoch" or epoch in spec.checkpoint_epochs \
             or epoch == spec.epochs
         if evaluated:
-            _record(state, model, data, dev, lr=lr)
+            record_history(state, model, data, dev, lr=lr)
         if epoch in spec.checkpoint_epochs:
             save_weights(model, workdir / "checkpoints"
                          / f"{checkpoint_name(epoch=epoch)}.safetensors")
@@ -351,8 +352,8 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
     return state
 
 
-def _record(state: TrainState, model: nn.Module, data: datasets.Dataset, dev: torch.device,
-            *, lr: float) -> None:
+def record_history(state: TrainState, model: nn.Module, data: datasets.Dataset,
+                   dev: torch.device, *, lr: float) -> None:
     """A history row for the state's epoch, with the training time since the last row."""
     train_loss, train_acc = evaluate(model, data.x_train, data.y_train, dev)
     test_loss, test_acc = evaluate(model, data.x_test, data.y_test, dev)
