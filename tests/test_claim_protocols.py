@@ -70,3 +70,16 @@ def test_the_narrowest_net_of_a_width_series_keeps_two_units_a_layer(fu, name, b
     """1x is a quarter of the registry width unless the ¼x net would have a one-unit layer:
     the ResNet's quarter of a quarter has one channel (k = 1) and stays near chance."""
     assert fu.base_width(_builder(name), torch.randn(2, 1, 40)) == base
+
+
+def test_conv_nets_follow_the_papers_batch_norm_and_mlps_do_not(claims_helpers):
+    """SE and SD-10…16 train conv nets with batch norm, as the papers' conv nets (without it
+    the SE conv net's dense layer dies under the regularizer from epoch 0); MLPs without."""
+    from netclaims import data
+    from netclaims.preflight import preflight
+
+    shared = claims_helpers("_shared")
+    task = data.load("mnist1d")
+    assert shared.conv_batchnorm(preflight("convnet", task))
+    assert shared.conv_batchnorm(preflight("resnet18", task))
+    assert not shared.conv_batchnorm(preflight("mlp", task))
