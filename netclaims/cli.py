@@ -36,7 +36,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     ``--markdown``, the catalogue as Markdown (id, finding, rule, what it needs of an
     architecture, what it measures and where in the paper)."""
     if args.markdown:
-        print(catalogue_markdown(claims_in(Path(args.claims))))
+        print(catalogue_markdown(claims_in(_claims_dir(args))))
         return 0
     status: dict[str, list[str]] = {}
     report_path = Path(args.report)
@@ -44,14 +44,14 @@ def cmd_list(args: argparse.Namespace) -> int:
         for r in load_report(report_path)["records"]:
             status.setdefault(r["id"], []).append(f"{r['arch']}: {r['verdict']} "
                                                   f"{estimate_text(r)}")
-    claims = claims_in(Path(args.claims))
+    claims = claims_in(_claims_dir(args))
     known = {info.id for info in claims}
     rows = [[info.id, info.finding, "; ".join(status.get(info.id, ["not run"]))]
             for info in claims]
     rows += [[cid, "(not in claims/)", "; ".join(v)] for cid, v in status.items()
              if cid not in known]
     if not rows:
-        print(f"no claims found in {args.claims} and no report at {args.report}")
+        print(f"no claims found in {_claims_dir(args)} and no report at {args.report}")
         return 0
     print(tabulate(rows, ["id", "finding", "last report"], tablefmt="simple"))
     return 0
@@ -119,7 +119,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     offered = [[c, "yes" if c in arch.capabilities else f"no: {reasons.get(c, 'none found')}"]
                for c in CAPABILITIES]
     print("\n" + tabulate(offered, ["capability", "offered"], tablefmt="simple"))
-    claims_dir = Path(args.claims)
+    claims_dir = _claims_dir(args)
     if claims_dir.is_dir():
         rows = [[info.id, info.finding, arch.why_not(info.requires) or "runs"]
                 for info in claims_in(claims_dir)]
@@ -189,7 +189,31 @@ def cmd_plan(args: argparse.Namespace) -> int:
     the plan table closes the output."""
     import pytest
 
-    return int(pytest.main([*(args.pytest_args or ["claims/"]), "--netclaims-plan", "-q"]))
+    return int(pytest.main([*(args.pytest_args or [str(suite_path())]), "--netclaims-plan",
+                            "-q"]))
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """``pytest <the built-in suite> ARGS``."""
+    import pytest
+
+    return int(pytest.main([str(suite_path()), *args.pytest_args]))
+
+
+def _claims_dir(args: argparse.Namespace) -> Path:
+    return Path(args.claims) if args.claims else suite_path()
+
+
+def suite_path() -> Path:
+    """The built-in claims: ``claims/`` of this checkout, or the installed package's
+    ``netclaims.suite`` (the same files, shipped in the wheel)."""
+    checkout = Path(netclaims.__file__).resolve().parents[1] / "claims"
+    if checkout.is_dir():
+        return checkout
+    spec = importlib.util.find_spec("netclaims.suite")
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError("the built-in claims are not installed with this netclaims")
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
@@ -231,16 +255,23 @@ def cmd_store_gc(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] in (["run"], ["plan"]) and not {"-h", "--help"} & set(argv[1:2]):
+        # everything after the command is pytest's, options included
+        command = cmd_run if argv[0] == "run" else cmd_plan
+        return command(argparse.Namespace(pytest_args=argv[1:]))
     parser = argparse.ArgumentParser(prog="netclaims", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("inspect", help="an architecture's units, capabilities and claims")
     p.add_argument("spec", help="a registered model name or module:callable")
     p.add_argument("--task", default="mnist1d", choices=datasets.available(),
                    help="dataset whose inputs it is built for (default: mnist1d)")
-    p.add_argument("--claims", default="claims", help="claims folder (default: claims)")
+    p.add_argument("--claims", default=None, help="claims folder (default: the built-in "
+                                                   "suite)")
     p.set_defaults(fn=cmd_inspect)
     p = sub.add_parser("list", help="the claims and their status in the last report")
-    p.add_argument("--claims", default="claims", help="claims folder (default: claims)")
+    p.add_argument("--claims", default=None, help="claims folder (default: the built-in "
+                                                   "suite)")
     p.add_argument("--report", default="netclaims-report/report.json")
     p.add_argument("--markdown", action="store_true",
                    help="print the catalogue as Markdown (docs/catalogue.md is made so)")
@@ -275,6 +306,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                                 "runs any of them read)")
             q.add_argument("--dry-run", action="store_true")
         q.set_defaults(fn=fn)
+    p = sub.add_parser("run", help="the built-in claims with pytest (what `pytest claims/` "
+                                   "runs in a checkout, from an installed netclaims too)")
+    p.add_argument("pytest_args", nargs=argparse.REMAINDER,
+                   help="options and selections for pytest, e.g. --netclaims-arch "
+                        "mypkg.nets:make_net -m SD")
+    p.set_defaults(fn=cmd_run)
     p = sub.add_parser("plan", help="how many runs a selection of claims needs, how many are "
                                     "in the store, and the estimated training time (trains "
                                     "nothing)")
