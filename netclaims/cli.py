@@ -1,4 +1,4 @@
-"""The ``netclaims`` command: ``inspect``, ``list``, ``plan``, ``report``, ``compare``,
+"""The ``netclaims`` command: ``inspect``, ``list``, ``run``, ``plan``, ``report``, ``compare``,
 ``replication``, ``store ls`` and ``store gc``."""
 
 from __future__ import annotations
