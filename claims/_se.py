@@ -110,7 +110,8 @@ def dynamics(run) -> dict[str, np.ndarray]:
     def compute() -> dict[str, torch.Tensor]:
         out: dict[str, list] = {k: [] for k in ("epoch", "si", "cka", "top5", "auc", "acc",
                                                 "chance")}
-        x_abl, y_abl = ablation_samples(run)
+        _, y_abl = ablation_samples(run)  # the first test samples: a prefix of the SI ones
+        chance = chance_accuracy(y_abl)
         for name, epoch in run.timeline:
             model = run.checkpoint_named(name)
             stages = models.block_outputs_of(model)
@@ -122,13 +123,12 @@ def dynamics(run) -> dict[str, np.ndarray]:
             early, late = (t.flatten(1) for t in full.values())
             with torch.no_grad():
                 logits = model(x)
-            with torch.no_grad():
-                acc = float((model(x_abl).argmax(-1) == y_abl).double().mean())
+            acc = float((logits[:y_abl.shape[0]].argmax(-1) == y_abl).double().mean())
             auc = [np.nan] * 4
             if not run.spec.regularizers and epoch > 0:
                 auc = ablation_aucs(run, model, stages)
             out["acc"].append(acc)
-            out["chance"].append(chance_accuracy(y_abl))
+            out["chance"].append(chance)
             out["epoch"].append(epoch)
             out["si"].append(si)
             out["cka"].append(cka_or_nan(early, late))

@@ -38,6 +38,7 @@ from netclaims.train import (
     check_outputs,
     checkpoint_name,
     epoch_seed,
+    evaluated_at,
     lr_at,
     one_cpu_thread,
     optimizer_for,
@@ -154,9 +155,8 @@ def _train(specs: list[RunSpec], workdirs: list[Path], dev: torch.device,
             for state in states:
                 state.step += 1
         seconds = (time.perf_counter() - started) / len(specs)
-        evaluated = first.evaluate == "every_epoch" or epoch in first.checkpoint_epochs \
-            or epoch == epochs
-        if evaluated or epoch in first.checkpoint_epochs:
+        evaluated = evaluated_at(first, epoch)  # checkpoint epochs included
+        if evaluated:
             _unstack(models, params, buffers)
         for workdir, model, state in zip(workdirs, models, states, strict=True):
             state.epoch = epoch

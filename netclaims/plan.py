@@ -29,7 +29,7 @@ from netclaims._frozen import thaw
 from netclaims.progress import duration
 from netclaims.spec import RunSpec, resolved
 from netclaims.store import Store
-from netclaims.train import one_cpu_thread, resolve_device
+from netclaims.train import evaluated_at, one_cpu_thread, optimizer_for, resolve_device
 
 CALIBRATION_STEPS = 3
 """Timed optimizer steps (and forward passes) per model shape, after one warm-up step."""
@@ -103,8 +103,7 @@ def step_seconds(spec: RunSpec, data: datasets.Dataset,
     model = spec.build_model(data).to(device)
     x = data.x_train[:batch].to(device)
     y = data.y_train[:batch].to(device)
-    opt: torch.optim.Optimizer = torch.optim.Adam(model.parameters(), lr=0.0) \
-        if spec.optimizer == "adam" else torch.optim.SGD(model.parameters(), lr=0.0)
+    opt = optimizer_for(spec, model.parameters())
 
     def train_step() -> None:
         opt.zero_grad()
@@ -132,8 +131,7 @@ def run_seconds(spec: RunSpec, data: datasets.Dataset, step: float, forward: flo
     whole training and test sets its history records."""
     batch, epochs = resolved(spec.batch_size, "batch_size"), resolved(spec.epochs, "epochs")
     n_train, n_test = data.x_train.shape[0], data.x_test.shape[0]
-    evaluations = epochs + 1 if spec.evaluate == "every_epoch" else \
-        len({0, epochs, *spec.checkpoint_epochs})
+    evaluations = 1 + sum(evaluated_at(spec, epoch) for epoch in range(1, epochs + 1))
     return (epochs * math.ceil(n_train / batch) * step
             + evaluations * math.ceil((n_train + n_test) / batch) * forward)
 

@@ -31,6 +31,7 @@ from netclaims.records import (
     make_record,
     not_evidence,
 )
+from netclaims.render import overrides_note
 from netclaims.report import (
     baseline_key,
     compare_to_baseline,
@@ -103,9 +104,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
              f"{' (seeds as ensembles)' if settings.ensemble else ''}, "
              f"store {settings.store_path or default_store_path()}"]
     if settings.overrides:
-        forced = ", ".join(f"{k}={v!r}" for k, v in settings.overrides.items())
-        lines.append(f"netclaims: every run with {forced} (--netclaims-override): a check of "
-                     "the code path; its verdicts are not evidence")
+        lines.append(f"netclaims: {overrides_note(settings.overrides)} (--netclaims-override)")
     if settings.data_root and "root" not in datasets.options_of(settings.dataset):
         lines.append(f"netclaims: --netclaims-data-root {settings.data_root} is not used: task "
                      f"{settings.dataset} is generated, not read from disk (choose a task "

@@ -95,12 +95,18 @@ def cell_text(record: Record | None, *, short: bool = False) -> str:
 def _headline(report: Mapping[str, Any]) -> str:
     prov = report.get("provenance", {})
     commit = str(prov.get("git_commit") or "?")[:10]
-    forced = ", ".join(f"{k}={v!r}" for k, v in (prov.get("overrides") or {}).items())
+    forced = prov.get("overrides")
     return (f"scale {prov.get('scale', '?')}, {len(prov.get('seeds') or [])} seeds, task "
             f"{prov.get('task', '?')}, {len(report['records'])} results, netclaims "
             f"{prov.get('netclaims', '?')}, commit {commit}, {prov.get('device', '?')}"
-            + (f"; every run with {forced}: a check of the code path, not evidence"
-               if forced else ""))
+            + (f"; {overrides_note(forced)}" if forced else ""))
+
+
+def overrides_note(overrides: Mapping[str, Any]) -> str:
+    """What ``--netclaims-override`` did to a session's runs, and what that makes its
+    verdicts."""
+    forced = ", ".join(f"{k}={v!r}" for k, v in overrides.items())
+    return f"every run with {forced}: a check of the code path, not evidence"
 
 
 # --------------------------------------------------------------------------- terminal

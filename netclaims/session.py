@@ -111,19 +111,23 @@ def progress_display(config: pytest.Config) -> TrainingProgress:
             rewrite=uncaptured(start_or_rewrite) if live else None,
             end_line=uncaptured(lambda: reporter.write("\n")) if live else None)
     progress = config.stash[PROGRESS]
-    item = CURRENT[0] if CURRENT else None
-    info = claim_info(item) if item is not None else None
-    arch = arch_name(item) if item is not None else None
+    info, arch = _running_claim()
     progress.context = f"{info.id} on {arch}" if info is not None and arch else ""
     return progress
+
+
+def _running_claim() -> tuple[ClaimInfo | None, str | None]:
+    """The claim running now and its architecture (None outside a claim)."""
+    item = CURRENT[0] if CURRENT else None
+    if item is None:
+        return None, None
+    return claim_info(item), arch_name(item)
 
 
 def planned(config: pytest.Config, specs: Sequence[RunSpec]) -> list[PlannedRun]:
     """Plan mode: note the runs the running claim asks for, by its paper and architecture,
     and hand back stand-ins (:mod:`netclaims.plan`)."""
-    item = CURRENT[0] if CURRENT else None
-    info = claim_info(item) if item is not None else None
-    arch = arch_name(item) if item is not None else None
+    info, arch = _running_claim()
     return config.stash.setdefault(PLAN, Plan()).add(
         info.paper if info is not None else "-", arch or "-", specs)
 

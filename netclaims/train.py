@@ -100,6 +100,13 @@ def autocast(device: torch.device) -> Any:
     return torch.autocast("cpu", enabled=False)
 
 
+def evaluated_at(spec: RunSpec, epoch: int) -> bool:
+    """Whether the history records ``epoch`` (1-based; the initialization always is): every
+    epoch, or with ``evaluate="checkpoints"`` the checkpoint epochs and the last."""
+    return spec.evaluate == "every_epoch" or epoch in spec.checkpoint_epochs \
+        or epoch == spec.epochs
+
+
 def checkpoint_name(epoch: int | None = None, step: int | None = None) -> str:
     if (epoch is None) == (step is None):
         raise ValueError("name a checkpoint by exactly one of epoch or step")
@@ -331,8 +338,7 @@ def _train(spec: RunSpec, workdir: Path, dev: torch.device, data_root: str | Non
         state.seconds += seconds
         state.unrecorded_seconds += seconds
         unsaved_seconds += seconds
-        evaluated = spec.evaluate == "every_epoch" or epoch in spec.checkpoint_epochs \
-            or epoch == spec.epochs
+        evaluated = evaluated_at(spec, epoch)
         if evaluated:
             record_history(state, model, data, dev, lr=lr)
         if epoch in spec.checkpoint_epochs:
